@@ -1,0 +1,40 @@
+"""``flamecam`` command line: one sub-command per job, thin wrappers over ``core``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flamecam",
+        description="Track a 3D head model (FLAME) with a perspective camera, including its focal length.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Each entry: (name, module) where module defines add_arguments(parser) and run(args) -> int.
+    for name, module, help_text in COMMANDS:
+        mod = __import__(module, fromlist=["add_arguments", "run"])
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(cmd)
+        cmd.set_defaults(_run=mod.run)
+    return parser
+
+
+COMMANDS: list[tuple[str, str, str]] = [
+    ("track", "app.cmd_track", "Track a head and its camera's focal length in a video, image folder, webcam or "
+                               "synthetic source; write a recording"),
+    ("convert-ict", "app.cmd_convert_ict", "Convert an ICT-FaceKit clone into a flamecam head-model .npz"),
+    ("export", "app.cmd_export", "Export a recording as per-frame OBJ/PLY meshes or one .npz"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""MediaPipe Face Landmarker (Tasks API): 478 landmarks, 52 blendshape scores, per frame.
+
+Options/Result dataclasses in MediaPipe Tasks' own style. Pixel coordinates follow
+``core.camera``'s convention (pixel i covers [i, i+1)): ``u = x_normalised · width``.
+Several faces: the configured one is kept (largest by default) and the count is reported.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+# MediaPipe's C++ logging (glog/absl) prints start-up chatter to stderr; keep warnings and errors only.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+NUM_LANDMARKS = 478
+NUM_SURFACE_LANDMARKS = 468  # 468..477 are the two irises
+
+# MediaPipe's blendshape categories, in the order the model outputs them.
+MEDIAPIPE_BLENDSHAPE_NAMES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
+    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft",
+    "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper",
+    "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft",
+    "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
+)
+
+
+_WHOLE_NAMES = {"jawLeft", "jawRight", "mouthLeft", "mouthRight"}  # directions, not sides
+
+
+def arkit_name(name: str) -> str:
+    """One spelling for ARKit blendshape names: ``mouthSmileLeft`` / ``mouthSmile_L`` -> ``mouthSmile_L``
+    (``jawLeft``, ``mouthRight``, ... name a direction and stay whole)."""
+    if name in _WHOLE_NAMES:
+        return name
+    return re.sub(r"(Left|Right)$", lambda m: "_" + m.group(1)[0], name)
+
+
+@dataclass(frozen=True)
+class LandmarkerOptions:
+    """How to run the landmarker. ``model_path`` None resolves it (see ``core.assets``)."""
+
+    model_path: str | None = None
+    running_mode: Literal["image", "video", "live_stream"] = "video"
+    max_faces: int = 2  # look for more than one so that "several faces" can be reported
+    select: Literal["largest", "centre"] = "largest"
+    min_detection_confidence: float = 0.5
+    min_presence_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    blendshapes: bool = True
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """One face in one frame."""
+
+    landmarks_px: np.ndarray  # (478, 2) float32 pixels
+    depth_px: np.ndarray  # (478,) MediaPipe's relative depth, scaled like x (pixels)
+    presence: np.ndarray  # (478,) float32 per-landmark presence in [0, 1] (1 where the model gives none)
+    blendshapes: np.ndarray  # (52,) float32 scores in MEDIAPIPE_BLENDSHAPE_NAMES order (zeros if off)
+    box_px: np.ndarray  # (4,) x0, y0, width, height of the landmarks' bounding box
+
+
+@dataclass(frozen=True)
+class LandmarkResult:
+    """The landmarker's answer for one frame."""
+
+    timestamp_ms: int
+    image_size: tuple[int, int]  # (width, height)
+    face: FaceObservation | None  # the selected face, None when no face was found
+    num_faces: int = 0
+    others: tuple[FaceObservation, ...] = field(default_factory=tuple)
+
+
+class FaceLandmarker:
+    """A thin wrapper over ``mediapipe.tasks.python.vision.FaceLandmarker``.
+
+    ``detect(rgb, timestamp_ms)`` runs synchronously (image or video mode). In live-stream
+    mode ``detect_async`` returns at once and ``latest()`` gives the newest finished result.
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, options: LandmarkerOptions = LandmarkerOptions()):
+        from mediapipe.tasks.python import vision  # noqa: PLC0415  (heavy; only when used)
+        from mediapipe.tasks.python.core.base_options import BaseOptions  # noqa: PLC0415
+
+        from core.assets import resolve_landmarker  # noqa: PLC0415
+
+        self.options = options
+        self._vision = vision
+        mode = {"image": vision.RunningMode.IMAGE, "video": vision.RunningMode.VIDEO,
+                "live_stream": vision.RunningMode.LIVE_STREAM}[options.running_mode]
+        self._lock = threading.Lock()
+        self._latest: LandmarkResult | None = None
+        self._pending_sizes: dict[int, tuple[int, int]] = {}
+        self._last_ts = -1
+        mp_options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(resolve_landmarker(options.model_path))),
+            running_mode=mode, num_faces=options.max_faces,
+            min_face_detection_confidence=options.min_detection_confidence,
+            min_face_presence_confidence=options.min_presence_confidence,
+            min_tracking_confidence=options.min_tracking_confidence,
+            output_face_blendshapes=options.blendshapes,
+            result_callback=self._on_result if options.running_mode == "live_stream" else None,
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(mp_options)
+
+    # -- running --------------------------------------------------------------------------
+
+    def _image(self, rgb: np.ndarray):
+        import mediapipe as mp  # noqa: PLC0415
+
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+
+    def _next_timestamp(self, timestamp_ms: int | None) -> int:
+        # MediaPipe's video and stream modes need strictly increasing timestamps.
+        ts = self._last_ts + 1 if timestamp_ms is None else int(timestamp_ms)
+        ts = max(ts, self._last_ts + 1)
+        self._last_ts = ts
+        return ts
+
+    def detect(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> LandmarkResult:
+        """Landmarks of the selected face in an RGB uint8 frame (image or video mode)."""
+        image = self._image(rgb)
+        size = (rgb.shape[1], rgb.shape[0])
+        if self.options.running_mode == "image":
+            ts = self._next_timestamp(timestamp_ms)
+            return self._convert(self._landmarker.detect(image), ts, size)
+        if self.options.running_mode == "video":
+            ts = self._next_timestamp(timestamp_ms)
+            return self._convert(self._landmarker.detect_for_video(image, ts), ts, size)
+        raise RuntimeError("detect() is for image/video mode; use detect_async() in live_stream mode")
+
+    def detect_async(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> None:
+        ts = self._next_timestamp(timestamp_ms)
+        with self._lock:
+            self._pending_sizes[ts] = (rgb.shape[1], rgb.shape[0])
+        self._landmarker.detect_async(self._image(rgb), ts)
+
+    def latest(self) -> LandmarkResult | None:
+        with self._lock:
+            return self._latest
+
+    def _on_result(self, result, _image, timestamp_ms: int) -> None:
+        with self._lock:
+            size = self._pending_sizes.pop(timestamp_ms, None)
+            for old in [t for t in self._pending_sizes if t < timestamp_ms]:
+                del self._pending_sizes[old]  # frames MediaPipe dropped
+        if size is not None:
+            converted = self._convert(result, timestamp_ms, size)
+            with self._lock:
+                self._latest = converted
+
+    # -- conversion -----------------------------------------------------------------------
+
+    def _convert(self, result, timestamp_ms: int, size: tuple[int, int]) -> LandmarkResult:
+        width, height = size
+        faces = []
+        for i, lms in enumerate(result.face_landmarks):
+            xyz = np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32)
+            pres = np.array([1.0 if p.presence is None else p.presence for p in lms], dtype=np.float32)
+            uv = xyz[:, :2] * np.array([width, height], np.float32)
+            scores = np.zeros(len(MEDIAPIPE_BLENDSHAPE_NAMES), np.float32)
+            if result.face_blendshapes and i < len(result.face_blendshapes):
+                for cat in result.face_blendshapes[i]:
+                    if cat.category_name in MEDIAPIPE_BLENDSHAPE_NAMES:
+                        scores[MEDIAPIPE_BLENDSHAPE_NAMES.index(cat.category_name)] = cat.score
+            lo, hi = uv.min(0), uv.max(0)
+            faces.append(FaceObservation(landmarks_px=uv, depth_px=xyz[:, 2] * width, presence=pres,
+                                         blendshapes=scores, box_px=np.concatenate([lo, hi - lo]).astype(np.float32)))
+        if not faces:
+            return LandmarkResult(timestamp_ms, size, None, 0)
+        order = select_faces(faces, size, self.options.select)
+        return LandmarkResult(timestamp_ms, size, faces[order[0]], len(faces), tuple(faces[j] for j in order[1:]))
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self) -> "FaceLandmarker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def select_faces(faces: list[FaceObservation], image_size: tuple[int, int], rule: str) -> list[int]:
+    """Indices of ``faces`` best first: by box area ("largest") or distance to the image centre ("centre")."""
+    if rule == "largest":
+        key = [-(f.box_px[2] * f.box_px[3]) for f in faces]
+    elif rule == "centre":
+        centre = np.array(image_size, np.float32) / 2
+        key = [float(np.linalg.norm(f.box_px[:2] + f.box_px[2:] / 2 - centre)) for f in faces]
+    else:
+        raise ValueError(f"unknown face selection rule {rule!r} (use 'largest' or 'centre')")
+    return list(np.argsort(key, kind="stable"))

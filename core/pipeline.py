@@ -1,0 +1,178 @@
+"""The tracking engine: source -> landmarks -> (regressor) -> tracker -> recorder, headless.
+
+Pipelined: a landmark thread reads frames and runs MediaPipe for frame t+1 while the caller's
+thread fits frame t. File sources never drop a frame (the queue blocks); live sources keep only
+the newest frame (latest wins). The same engine drives ``flamecam track`` and the GUI worker,
+which passes a ``stop`` event to abort. Each frame yields one :class:`FrameResult`.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from core.landmarks import FaceLandmarker, LandmarkerOptions, LandmarkResult
+from core.sources import Frame, FrameSource
+from core.tracker import FramePrior, Tracker, TrackResult
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything known about one processed frame (immutable; flows to the UI and recorder)."""
+
+    frame: Frame
+    landmarks: LandmarkResult
+    track: TrackResult
+    landmarks_ms: float
+    tracker_ms: float
+    latency_ms: float  # from the frame being read to its result
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def num_faces(self) -> int:
+        return self.landmarks.num_faces
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    frames_with_face: int = 0
+    dropped: int = 0
+    landmarks_ms: list[float] = field(default_factory=list)
+    tracker_ms: list[float] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict:
+        pct = lambda v, q: float(np.percentile(v, q)) if v else float("nan")  # noqa: E731
+        return {"frames": self.frames, "frames_with_face": self.frames_with_face, "dropped": self.dropped,
+                "fps": self.fps, "landmarks_ms_p50": pct(self.landmarks_ms, 50),
+                "tracker_ms_p50": pct(self.tracker_ms, 50), "tracker_ms_p95": pct(self.tracker_ms, 95),
+                "latency_ms_p50": pct(self.latency_ms, 50), "latency_ms_p95": pct(self.latency_ms, 95)}
+
+
+_END = object()
+
+
+class TrackingPipeline:
+    """Runs one source through landmarks and the tracker. Iterate :meth:`run` for results."""
+
+    def __init__(self, source: FrameSource, tracker: Tracker, landmarker_options: LandmarkerOptions | None = None,
+                 prior_fn: Callable[[LandmarkResult], FramePrior | None] | None = None, pipelined: bool = True,
+                 max_frames: int | None = None, stop: threading.Event | None = None):
+        self.source, self.tracker = source, tracker
+        self.landmarker_options = landmarker_options or LandmarkerOptions(running_mode="video")
+        self.prior_fn = prior_fn
+        self.pipelined = pipelined
+        self.max_frames = max_frames
+        self.stop = stop or threading.Event()
+        self.stats = PipelineStats()
+        self.error: BaseException | None = None
+
+    def _frames(self) -> Iterator[Frame]:
+        for i, frame in enumerate(self.source):
+            if self.stop.is_set() or (self.max_frames is not None and i >= self.max_frames):
+                return
+            yield frame
+
+    def _detect(self, landmarker: FaceLandmarker, frame: Frame) -> tuple[Frame, LandmarkResult, float, float]:
+        read_at = time.perf_counter()
+        t0 = time.perf_counter()
+        result = landmarker.detect(frame.rgb, frame.timestamp_ms)
+        return frame, result, (time.perf_counter() - t0) * 1000, read_at
+
+    def _producer(self, out: queue.Queue, landmarker: FaceLandmarker) -> None:
+        try:
+            for frame in self._frames():
+                item = self._detect(landmarker, frame)
+                if self.source.is_live:
+                    while True:  # latest wins: replace a result the tracker has not taken yet
+                        try:
+                            out.put_nowait(item)
+                            break
+                        except queue.Full:
+                            try:
+                                out.get_nowait()
+                                self.stats.dropped += 1
+                            except queue.Empty:
+                                pass
+                else:
+                    while not self.stop.is_set():
+                        try:
+                            out.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer thread)
+            self.error = exc
+        finally:
+            while True:
+                try:
+                    out.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self.stop.is_set():
+                        try:
+                            out.get_nowait()
+                        except queue.Empty:
+                            pass
+
+    def run(self) -> Iterator[FrameResult]:
+        """Yield a :class:`FrameResult` per processed frame; re-raises source errors at the end."""
+        start = time.perf_counter()
+        with FaceLandmarker(self.landmarker_options) as landmarker:
+            if self.pipelined:
+                items: queue.Queue = queue.Queue(maxsize=1)
+                thread = threading.Thread(target=self._producer, args=(items, landmarker), name="flamecam-landmarks",
+                                          daemon=True)
+                thread.start()
+                try:
+                    while True:
+                        item = items.get()
+                        if item is _END:
+                            break
+                        yield self._track(*item)
+                finally:
+                    self.stop.set()
+                    while thread.is_alive():
+                        try:
+                            items.get(timeout=0.05)
+                        except queue.Empty:
+                            pass
+                    thread.join()
+            else:
+                try:
+                    for frame in self._frames():
+                        yield self._track(*self._detect(landmarker, frame))
+                except BaseException as exc:  # noqa: BLE001
+                    self.error = exc
+            self.stats.wall_s = time.perf_counter() - start
+        if self.error is not None:
+            raise self.error
+
+    def _track(self, frame: Frame, lm: LandmarkResult, landmarks_ms: float, read_at: float) -> FrameResult:
+        t0 = time.perf_counter()
+        warnings = []
+        if lm.num_faces > 1:
+            warnings.append(f"{lm.num_faces} faces in view; tracking the {self.landmarker_options.select} one")
+        face = lm.face
+        prior = self.prior_fn(lm) if (self.prior_fn is not None and face is not None) else None
+        track = self.tracker.step(None if face is None else face.landmarks_px, frame.timestamp_s, frame.index,
+                                  prior=prior, presence=None if face is None else face.presence)
+        tracker_ms = (time.perf_counter() - t0) * 1000
+        latency_ms = (time.perf_counter() - read_at) * 1000
+        s = self.stats
+        s.frames += 1
+        s.frames_with_face += face is not None
+        s.landmarks_ms.append(landmarks_ms)
+        s.tracker_ms.append(tracker_ms)
+        s.latency_ms.append(latency_ms)
+        return FrameResult(frame, lm, track, landmarks_ms, tracker_ms, latency_ms, tuple(warnings))

@@ -1,0 +1,822 @@
+"""Online perspective tracker: per-frame landmark fitting, identity and focal length shared.
+
+Per frame, a few Gauss-Newton (Levenberg-Marquardt) iterations minimise a robust (Huber)
+landmark reprojection loss over head rotation and translation, expression and (articulated
+models) jaw and eye poses, warm-started from the previous frame or from a per-frame prior
+(the regressor). Jacobians are analytic for rotation, translation, expression, identity and
+focal length; jaw/eye columns come from one batched forward pass of finite differences. The
+landmark fast path evaluates only the embedded landmark points.
+
+Identity (``shape``) and intrinsics (focal length; principal point at the image centre unless
+given) are shared by the whole sequence. Keyframes chosen for pose diversity accumulate
+evidence; a joint refinement over them (Schur complement: shared parameters after eliminating
+each keyframe's own) updates the shared values beside the per-frame loop, Pixel3DMM-style.
+
+Focal length from landmarks alone is weakly observable: MediaPipe's landmarks carry ~2 px of
+slow, pose-linked bias while a 3 % focal change moves them by only 0.03-0.1 px. So the data
+term of the joint refinement is weighted as if only ``effective_landmarks`` landmarks were
+independent (the bias is correlated), the focal estimate is a MAP under a log-normal prior
+(default, regressor, camera profile or metadata), its uncertainty comes from the same
+posterior, and the state reads ``not_observable`` until the data alone pin it down. A focal
+change rescales the camera-space head about the camera centre (projection of the head centre
+and its image scale unchanged), so the overlay does not jump.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import torch
+
+from core import camera
+from core.embedding import LandmarkEmbedding
+from core.filters import OneEuroFilter
+from core.head_model import HeadModel, HeadModelLayer
+from core.landmarks import NUM_LANDMARKS
+
+FocalState = Literal["fixed", "not_observable", "estimating", "converged"]
+TrackingState = Literal["tracking", "lost", "reacquired", "no_face"]
+FOCAL_STATES: tuple[str, ...] = ("fixed", "not_observable", "estimating", "converged")
+TRACKING_STATES: tuple[str, ...] = ("tracking", "lost", "reacquired", "no_face")
+IRIS_IDS = np.arange(468, 478)
+
+
+def default_focal_prior(width: int, height: int) -> "FocalPrior":
+    """A broad prior: ~53° horizontal field of view on the longer side, ±50 % (1σ, log scale)."""
+    return FocalPrior(focal_px=1.0 * max(width, height), sigma_rel=0.5, source="default")
+
+
+@dataclass(frozen=True)
+class FocalPrior:
+    """A belief about the focal length: log-normal with ``sigma_rel`` ≈ relative 1σ."""
+
+    focal_px: float
+    sigma_rel: float
+    source: str = "default"  # default | regressor | profile | metadata | user
+
+
+@dataclass(frozen=True)
+class FramePrior:
+    """Per-frame predictions (e.g. from the regressor); any field may be None."""
+
+    rotation: np.ndarray | None = None  # (3,) axis-angle
+    translation: np.ndarray | None = None  # (3,) metres, camera space
+    expr: np.ndarray | None = None
+    jaw_pose: np.ndarray | None = None
+    shape: np.ndarray | None = None
+    focal: FocalPrior | None = None
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    camera_mode: Literal["perspective", "ortho"] = "perspective"
+    focal_px: float | None = None  # fixed focal length; None estimates it ("auto")
+    focal_prior: FocalPrior | None = None  # prior for auto mode (None: default_focal_prior)
+    principal_px: tuple[float, float] | None = None  # None: image centre
+    estimate_identity: bool = True
+    iterations: int = 3
+    landmark_sigma_px: float = 1.5  # per-frame noise scale of a landmark coordinate
+    huber_sigmas: float = 2.0
+    effective_landmarks: float = 20.0  # independent landmarks the correlated bias leaves
+    expr_sigma: float | None = None  # prior σ of expressions (None: 0.6 for [0,1] weights, 1.5 otherwise)
+    temporal_rot_sigma: float = 0.15  # rad: prior pulling towards the previous frame
+    temporal_trans_sigma_m: float = 0.03
+    temporal_expr_sigma: float = 0.5
+    max_keyframes: int = 24
+    refine_every: int = 8  # frames between joint refinements (when keyframes changed)
+    refine_iterations: int = 2
+    refine_budget_ms: float = 3.0  # time per frame given to the joint refinement running beside tracking
+    smoothing: bool = True  # One-Euro on outputs
+    smoothing_min_cutoff: float = 1.5
+    smoothing_beta: float = 2.0
+    reinit_after_s: float = 0.5  # re-initialise the pose after losing the face this long
+    keep_history: bool = False  # keep every frame's observation for refine_sequence() (offline --refine)
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """One frame's tracking output (numpy; the type the UI and the recorder consume)."""
+
+    frame_index: int
+    timestamp_s: float
+    tracking_state: str
+    shape: np.ndarray  # (S,)
+    expr: np.ndarray  # (E,)
+    rotation: np.ndarray  # (3,) axis-angle, model space
+    translation: np.ndarray  # (3,) metres, camera space
+    neck_pose: np.ndarray  # (3,)
+    jaw_pose: np.ndarray  # (3,)
+    eyes_pose: np.ndarray  # (6,)
+    intrinsics: np.ndarray  # (4,) fx, fy, cx, cy
+    rho_per_m: float
+    focal_sigma_px: float
+    focal_state: str
+    fit_error_px: float
+    confidence: float
+    landmarks_px: np.ndarray  # (478, 2) detected, NaN without a face
+    fitted_landmarks_px: np.ndarray  # (478, 2) projected embedded points, NaN where not embedded
+    shape_version: int  # increments when the shared identity changes
+    camera_mode: str = "perspective"
+    scale_px_per_m: float = float("nan")  # ortho mode: weak-perspective scale
+
+    @property
+    def focal_px(self) -> float:
+        return float(self.intrinsics[0])
+
+
+def _average_states(states: list["_State"]) -> "_State":
+    """Mean of per-frame states (rotations averaged and projected back onto SO(3))."""
+    if len(states) == 1:
+        return states[0]
+    out = states[0].clone()
+    for name in ("trans", "expr", "jaw", "eyes", "log_scale", "offset"):
+        setattr(out, name, torch.stack([getattr(s, name) for s in states]).mean(0))
+    u, _, vh = torch.linalg.svd(torch.stack([s.rot for s in states]).mean(0))
+    out.rot = u @ torch.diag(torch.stack([u.new_ones(()), u.new_ones(()), torch.det(u @ vh)])) @ vh
+    return out
+
+
+# --- the landmark fast path ------------------------------------------------------------------
+
+
+class LandmarkModel:
+    """Model-space landmark points with linear identity/expression bases (torch, float64)."""
+
+    def __init__(self, head: HeadModel, embedding: LandmarkEmbedding, device: str = "cpu"):
+        self.head = head
+        self.device = torch.device(device)
+        kw = dict(dtype=torch.float64, device=self.device)
+        self.ids = np.flatnonzero(embedding.valid)  # which of the 478 landmarks are used
+        self.base_weight = torch.as_tensor(embedding.weights()[self.ids], **kw)  # from embedding consistency
+        vids, weights = embedding.vertex_weights(head.faces)
+        blend = lambda arr: np.einsum("lk,lk...->l...", weights.astype(np.float64), arr[vids].astype(np.float64))  # noqa: E731
+        self.template = torch.as_tensor(blend(head.v_template), **kw)  # (L, 3)
+        self.shapedirs = torch.as_tensor(blend(head.shapedirs), **kw)  # (L, 3, S)
+        self.exprdirs = torch.as_tensor(blend(head.exprdirs), **kw)  # (L, 3, E)
+        self.head_center = torch.as_tensor(head.head_center, **kw)
+        self.articulated = head.is_articulated
+        self.has_iris = bool(np.isin(IRIS_IDS, self.ids).all()) and head.has_joint("left_eye")
+        if self.articulated:
+            uniq, inverse = np.unique(vids, return_inverse=True)
+            self.layer = HeadModelLayer(head, uniq, device=self.device, dtype=torch.float64)
+            mix = np.zeros((len(self.ids), len(uniq)))
+            np.add.at(mix, (np.repeat(np.arange(len(self.ids)), 3), inverse.ravel()), weights.ravel())
+            self.mix = torch.as_tensor(mix, **kw)  # (L, U)
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.ids)
+
+    def points(self, shape: torch.Tensor, expr: torch.Tensor, jaw: torch.Tensor | None = None,
+               eyes: torch.Tensor | None = None) -> torch.Tensor:
+        """Unrotated model-space landmark points. shape: (B, S); expr: (B, E); jaw (B, 3); eyes (B, 6) -> (B, L, 3)."""
+        if not self.articulated:
+            return (self.template + torch.einsum("lcs,bs->blc", self.shapedirs, shape)
+                    + torch.einsum("lcs,bs->blc", self.exprdirs, expr))
+        verts = self.layer(shape, expr, None, None, jaw, eyes)
+        return torch.einsum("lu,buc->blc", self.mix, verts)
+
+
+# --- small math ----------------------------------------------------------------------------------
+
+
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) -> (..., 3, 3) with skew(v) @ w = v × w."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
+
+
+def _exp_so3(delta: torch.Tensor) -> torch.Tensor:
+    return camera.axis_angle_to_matrix(delta)
+
+
+@dataclass
+class _State:
+    """Per-frame unknowns (torch float64). Perspective uses ``trans``; ortho ``log_scale``/``offset``."""
+
+    rot: torch.Tensor  # (3, 3) model-space head rotation R
+    trans: torch.Tensor  # (3,)
+    expr: torch.Tensor  # (E,)
+    jaw: torch.Tensor  # (3,)
+    eyes: torch.Tensor  # (6,)
+    log_scale: torch.Tensor  # () ortho: log pixels per metre
+    offset: torch.Tensor  # (2,) ortho: pixels
+
+    def clone(self) -> "_State":
+        return _State(*(getattr(self, f).clone() for f in ("rot", "trans", "expr", "jaw", "eyes", "log_scale", "offset")))
+
+
+@dataclass
+class _Keyframe:
+    frame_index: int
+    uv: torch.Tensor  # (L, 2)
+    weight: torch.Tensor  # (L,)
+    state: _State
+    bin: tuple[int, int]
+    fit_px: float
+
+
+@dataclass
+class _Normal:
+    """Normal equations of one frame: local block, coupling to shared parameters, gradients."""
+
+    h_local: torch.Tensor
+    h_cross: torch.Tensor | None
+    h_shared: torch.Tensor | None
+    g_local: torch.Tensor
+    g_shared: torch.Tensor | None
+    cost: float
+
+
+class Tracker:
+    """Track one face through a sequence. ``step()`` per frame; ``refine_sequence()`` offline."""
+
+    def __init__(self, head: HeadModel, embedding: LandmarkEmbedding, image_size: tuple[int, int],
+                 options: TrackerOptions = TrackerOptions()):
+        self.head, self.options = head, options
+        self.width, self.height = image_size
+        self.model = LandmarkModel(head, embedding, options.device)
+        self.dev = self.model.device
+        kw = self.kw = dict(dtype=torch.float64, device=self.dev)
+        self.flip = camera.AXES_MODEL_TO_CAMERA.diagonal().to(**kw)
+        self.ortho = options.camera_mode == "ortho"
+        cx, cy = options.principal_px or (self.width / 2, self.height / 2)
+        self.principal = torch.tensor([cx, cy], **kw)
+        self.focal_fixed = options.focal_px is not None
+        prior = options.focal_prior or default_focal_prior(self.width, self.height)
+        self.focal_prior = prior
+        self.log_focal = torch.tensor(math.log(options.focal_px if self.focal_fixed else prior.focal_px), **kw)
+        self.focal_sigma_rel = 0.0 if self.focal_fixed else prior.sigma_rel
+        self.focal_state: str = "fixed" if self.focal_fixed else "not_observable"
+        self.shape = torch.zeros(head.num_shape, **kw)
+        self.shape_version = 0
+        bounded = head.kind in {"ict", "builtin"} or bool(head.expression_names)
+        self.expr_bounds = (0.0, 1.0) if bounded else None
+        self.expr_sigma = options.expr_sigma or (0.6 if bounded else 1.5)
+        self.state: _State | None = None
+        self.last_seen_s: float | None = None
+        self.keyframes: list[_Keyframe] = []
+        self._frames_since_refine = 0
+        self._keyframes_changed = False
+        self._filters = {k: OneEuroFilter(options.smoothing_min_cutoff, options.smoothing_beta)
+                         for k in ("rotation", "translation", "expr", "jaw", "eyes")}
+        self._recent_fits: deque[float] = deque(maxlen=30)
+        self._last_result: TrackResult | None = None
+        self._temporal_scale = 1.0
+        self.history: list[_Keyframe] = []
+        self._history_meta: dict[int, tuple[float, np.ndarray, str]] = {}
+        self._refine_job = None  # a running joint refinement (generator), advanced a slice per frame
+        self._shaped_for: torch.Tensor | None = None  # cache of template + identity at landmarks
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def focal_px(self) -> float:
+        return float(torch.exp(self.log_focal))
+
+    def intrinsics(self) -> np.ndarray:
+        f = self.options.focal_px if self.focal_fixed else self.focal_px
+        return np.array([f, f, float(self.principal[0]), float(self.principal[1])])
+
+    def set_focal_prior(self, prior: FocalPrior) -> None:
+        """Use a new prior (profile, metadata, regressor); the estimate moves at the next refinement."""
+        if self.focal_fixed:
+            return
+        self.focal_prior = prior
+        if not self.keyframes:
+            self._set_focal(math.log(prior.focal_px))
+            self.focal_sigma_rel = prior.sigma_rel
+
+    def step(self, landmarks_px: np.ndarray | None, timestamp_s: float, frame_index: int,
+             prior: FramePrior | None = None, presence: np.ndarray | None = None) -> TrackResult:
+        """Fit one frame. landmarks_px: (478, 2) detections or None when no face was found."""
+        if landmarks_px is None:
+            if self._last_result is None:
+                return self._result(frame_index, timestamp_s, "no_face", None, float("nan"), 0.0)
+            # Keep the last state (what the user saw) until the face comes back.
+            nan2 = np.full((NUM_LANDMARKS, 2), np.nan)
+            return replace(self._last_result, frame_index=frame_index, timestamp_s=timestamp_s,
+                           tracking_state="lost", confidence=0.0, fit_error_px=float("nan"), landmarks_px=nan2)
+        uv, weight = self._observation(landmarks_px, presence)
+        lost_for = None if self.last_seen_s is None else timestamp_s - self.last_seen_s
+        reacquired = self.state is not None and lost_for is not None and lost_for > 1.5 / 30
+        if self.state is None or (lost_for is not None and lost_for > self.options.reinit_after_s):
+            self.state = self._initial_state(uv, weight, prior)
+            for f in self._filters.values():
+                f.reset()
+        previous = self.state.clone()
+        # The temporal prior loosens with the time since the last fitted frame (after a loss).
+        self._temporal_scale = 1.0 if lost_for is None else max(1.0, lost_for * 30.0)
+        self.state, _ = self._solve_frame(uv, weight, self.state, previous, self.options.iterations)
+        self.last_seen_s = timestamp_s
+        fit = self._fit_error(uv, self.state)
+        self._consider_keyframe(frame_index, uv, weight, fit)
+        self._frames_since_refine += 1
+        if self._refine_job is None and self._keyframes_changed and self._frames_since_refine >= self.options.refine_every:
+            self._refine_job = self._refine_steps(self.options.refine_iterations)
+            self._keyframes_changed, self._frames_since_refine = False, 0
+        if self._refine_job is not None:
+            deadline = time.perf_counter() + self.options.refine_budget_ms / 1000
+            for _ in self._refine_job:
+                if time.perf_counter() > deadline:
+                    break
+            else:
+                self._refine_job = None
+        tracking = "reacquired" if reacquired else "tracking"
+        self._last_result = self._result(frame_index, timestamp_s, tracking, landmarks_px, fit, self._confidence(fit, uv))
+        if self.options.keep_history:
+            self.history.append(_Keyframe(frame_index, uv, weight, self.state.clone(), (0, 0), fit))
+            self._history_meta[frame_index] = (timestamp_s, np.asarray(landmarks_px, np.float64), tracking)
+        return self._last_result
+
+    def refine_sequence(self, rounds: int = 3, batch: int = 48, seed: int = 0,
+                        smoothness: float = 0.3) -> list[TrackResult]:
+        """Offline global refinement of everything tracked so far (needs ``keep_history``).
+
+        Pixel3DMM-style: alternate (a) the shared identity/focal update over a random batch of
+        frames plus the keyframes and (b) sweeps re-solving each frame with the shared values
+        fixed and a smoothness prior pulling it towards its neighbours (the online temporal prior's
+        σ times ``smoothness``). Returns one result per
+        tracked frame (unfiltered: the smoothness term replaces the online One-Euro filter).
+        """
+        frames = self.history
+        if not frames:
+            return []
+        rng = np.random.default_rng(seed)
+        self._temporal_scale = smoothness
+        for _ in range(rounds):
+            pick = rng.choice(len(frames), size=min(batch, len(frames)), replace=False)
+            self.refine_shared(2, [frames[i] for i in sorted(pick)] + self.keyframes)
+            for _sweep in range(2):
+                for i, kf in enumerate(frames):
+                    neighbours = [frames[j].state for j in (i - 1, i + 1) if 0 <= j < len(frames)]
+                    kf.state, _ = self._solve_frame(kf.uv, kf.weight, kf.state, _average_states(neighbours), 2)
+        results = []
+        for kf in frames:
+            timestamp_s, landmarks_px, tracking = self._history_meta[kf.frame_index]
+            self.state = kf.state
+            fit = self._fit_error(kf.uv, kf.state)
+            results.append(self._result(kf.frame_index, timestamp_s, tracking, landmarks_px, fit,
+                                        self._confidence(fit, kf.uv), smooth=False))
+        return results
+
+    # -- observations and initialisation -----------------------------------------------------
+
+    def _observation(self, landmarks_px: np.ndarray, presence: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        uv = torch.as_tensor(np.asarray(landmarks_px, np.float64)[self.model.ids], **self.kw)
+        weight = self.model.base_weight.clone()
+        if presence is not None:
+            weight = weight * torch.as_tensor(np.clip(presence[self.model.ids], 0.05, 1.0), **self.kw)
+        weight = torch.where(torch.isfinite(uv).all(1), weight, torch.zeros_like(weight))
+        return torch.nan_to_num(uv), weight
+
+    def _initial_state(self, uv: torch.Tensor, weight: torch.Tensor, prior: FramePrior | None) -> _State:
+        import cv2  # noqa: PLC0415
+
+        E = self.head.num_expr
+        kw = self.kw
+        zeros = lambda n: torch.zeros(n, **kw)  # noqa: E731
+        expr = zeros(E) if prior is None or prior.expr is None else torch.as_tensor(prior.expr, **kw)
+        if prior is not None and prior.rotation is not None and prior.translation is not None:
+            rot = camera.axis_angle_to_matrix(torch.as_tensor(prior.rotation, **kw))
+            trans = torch.as_tensor(prior.translation, **kw)
+        else:
+            pts = self.model.points(self.shape[None], zeros(E)[None])[0].cpu().numpy()
+            use = (weight > 0).cpu().numpy()
+            k_matrix = camera.intrinsics_matrix(torch.as_tensor(self.intrinsics())).numpy()
+            ok, rvec, tvec = cv2.solvePnP(pts[use], uv.cpu().numpy()[use], k_matrix, None, flags=cv2.SOLVEPNP_SQPNP)
+            if not ok:
+                raise RuntimeError("could not initialise the head pose from the landmarks (PnP failed)")
+            rot_cam = torch.as_tensor(cv2.Rodrigues(rvec)[0], **kw)
+            rot = self.flip[:, None] * rot_cam  # R_cam = diag(flip) @ R
+            trans = torch.as_tensor(tvec.ravel(), **kw)
+        center = self.flip * (rot @ self.model.head_center) + trans
+        scale = self.focal_px / center[2]
+        state = _State(rot, trans, expr.clamp(*self.expr_bounds) if self.expr_bounds else expr, zeros(3), zeros(6),
+                       torch.log(scale), scale * center[:2])
+        state, _ = self._solve_frame(uv, weight, state, None, 6)
+        return state
+
+    # -- residuals and Jacobians ---------------------------------------------------------------
+
+    def _blocks(self) -> list[tuple[str, int]]:
+        blocks = [("rot", 3), ("cam", 3), ("expr", self.head.num_expr)]
+        if self.model.articulated and self.head.has_joint("jaw"):
+            blocks.append(("jaw", 3))
+        if self.model.has_iris:
+            blocks.append(("eyes", 6))
+        return blocks
+
+    def _points(self, state: _State, shape: torch.Tensor, with_jacobian: bool):
+        """Unrotated landmark points (L, 3) and, for articulated models, their jaw/eye derivative
+        columns (L, 3, k) by forward differences in one batched forward pass."""
+        if not self.model.articulated:
+            if shape is not self._shaped_for:
+                self._shaped = self.model.template + self.model.shapedirs @ shape
+                self._shaped_for = shape
+            return self._shaped + self.model.exprdirs @ state.expr, None
+        eps = 1e-4
+        n_jaw = 3 if self.head.has_joint("jaw") else 0
+        n_eyes = 6 if self.model.has_iris else 0
+        k = (n_jaw + n_eyes) if with_jacobian else 0
+        pose = torch.cat([state.jaw, state.eyes])[None].repeat(1 + k, 1)
+        cols = torch.arange(k, device=self.dev) + torch.where(torch.arange(k, device=self.dev) < n_jaw, 0, 3 - n_jaw)
+        pose[1 + torch.arange(k, device=self.dev), cols] += eps
+        pts_all = self.model.points(shape[None].expand(1 + k, -1), state.expr[None].expand(1 + k, -1),
+                                    pose[:, :3], pose[:, 3:])
+        pts = pts_all[0]
+        art = ((pts_all[1:] - pts) / eps).permute(1, 2, 0) if k else None
+        return pts, art
+
+    def _evaluate(self, state: _State, shape: torch.Tensor, with_jacobian: bool, shared: tuple[str, ...] = ()):
+        """Projected landmarks (L, 2) and, on request, Jacobian blocks (L, 2, n) by parameter group."""
+        pts, art = self._points(state, shape, with_jacobian)
+        flip_rot = self.flip[:, None] * state.rot  # model -> camera rotation
+        if self.ortho:
+            rel = (pts - self.model.head_center) @ flip_rot.T
+            scale = torch.exp(state.log_scale)
+            uv = camera.project_weak_perspective(rel, torch.stack([scale, scale]), state.offset, self.principal)
+            if not with_jacobian:
+                return uv, None, None
+            zero = torch.zeros_like(rel[:, 0])
+            dudx = torch.stack([zero + scale, zero, zero, zero, zero + scale, zero], -1).view(-1, 2, 3)
+            j_cam = torch.cat([(rel[:, :2] * scale)[..., None], torch.eye(2, **self.kw).expand(len(pts), 2, 2)], -1)
+            p_rot = pts - self.model.head_center
+        else:
+            cam = pts @ flip_rot.T + state.trans
+            f = torch.exp(self.log_focal)
+            uv = camera.project_perspective(cam, torch.stack([f, f, self.principal[0], self.principal[1]]))
+            if not with_jacobian:
+                return uv, None, None
+            inv_z = 1.0 / cam[:, 2]
+            fz = f * inv_z
+            zero = torch.zeros_like(fz)
+            dudx = torch.stack([fz, zero, -cam[:, 0] * fz * inv_z, zero, fz, -cam[:, 1] * fz * inv_z], -1).view(-1, 2, 3)
+            j_cam = dudx
+            p_rot = pts
+        m = dudx @ flip_rot  # d uv / d (unrotated model point), (L, 2, 3)
+        # Rotation: right perturbation R <- R exp(δ), d(R exp(δ) p)/dδ = -R [p]x; a row r times
+        # -[p]x is the cross product p x r.
+        cols = {"rot": torch.linalg.cross(p_rot[:, None, :].expand_as(m), m), "cam": j_cam,
+                "expr": m @ self.model.exprdirs}
+        if art is not None:
+            j_art = m @ art
+            if self.head.has_joint("jaw"):
+                cols["jaw"], j_art = j_art[..., :3], j_art[..., 3:]
+            if self.model.has_iris:
+                cols["eyes"] = j_art
+        shared_cols = None
+        if shared:
+            shared_cols = {}
+            if "shape" in shared:
+                shared_cols["shape"] = m @ self.model.shapedirs
+            if "focal" in shared:
+                # d uv / d log f with the head's depth scaled by f (see _rescale_for_focal): the image
+                # scale cancels to first order and what is left is the perspective signal.
+                depth = (flip_rot @ self.model.head_center + state.trans)[2]
+                shared_cols["focal"] = ((uv - self.principal) + dudx[..., 2] * depth)[..., None]
+        return uv, cols, shared_cols
+
+    def _robust_weights(self, resid: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
+        norm = resid.norm(dim=-1)
+        k = self.options.huber_sigmas * self.options.landmark_sigma_px
+        huber = torch.where(norm > k, k / norm.clamp_min(1e-9), torch.ones_like(norm))
+        return weight * huber / sigma ** 2
+
+    def _normal_equations(self, uv_obs, weight, state: _State, shape, previous: _State | None,
+                          shared: tuple[str, ...], data_sigma: float) -> _Normal:
+        uv, cols, shared_cols = self._evaluate(state, shape, True, shared)
+        resid = uv - uv_obs  # (L, 2)
+        w = self._robust_weights(resid, weight, data_sigma)  # (L,)
+        blocks = self._blocks()
+        jac = torch.cat([cols[name] for name, _ in blocks], -1).reshape(-1, sum(w_ for _, w_ in blocks))  # (2L, n)
+        w2 = w.repeat_interleave(2)
+        r2 = resid.reshape(-1)
+        jw = jac * w2[:, None]
+        h_local = jw.T @ jac
+        g_local = jw.T @ r2
+        cost = float((w * (resid ** 2).sum(-1)).sum())
+        offsets = dict(zip((n for n, _ in blocks), np.cumsum([0] + [w_ for _, w_ in blocks])[:-1].tolist()))
+        diag = torch.zeros(len(g_local), **self.kw)
+        grad = torch.zeros(len(g_local), **self.kw)
+        for name, first, diff, sigma in self._priors(state, previous):
+            sl = slice(offsets[name] + first, offsets[name] + first + len(diff))
+            diag[sl] += 1.0 / sigma ** 2
+            grad[sl] += diff / sigma ** 2
+            cost += float((diff ** 2).sum()) / sigma ** 2
+        h_local = h_local + torch.diag(diag)
+        g_local = g_local + grad
+        h_cross = h_shared = g_shared = None
+        if shared_cols:
+            js = torch.cat(list(shared_cols.values()), -1).reshape(len(r2), -1)
+            jsw = js * w2[:, None]
+            h_cross = jw.T @ js
+            h_shared = jsw.T @ js
+            g_shared = jsw.T @ r2
+        return _Normal(h_local, h_cross, h_shared, g_local, g_shared, cost)
+
+    def _apply(self, state: _State, delta: torch.Tensor) -> _State:
+        new = state.clone()
+        start = 0
+        for name, width in self._blocks():
+            d = delta[start:start + width]
+            start += width
+            if name == "rot":
+                new.rot = state.rot @ _exp_so3(d)
+            elif name == "cam":
+                if self.ortho:
+                    new.log_scale = state.log_scale + d[0]
+                    new.offset = state.offset + d[1:]
+                else:
+                    new.trans = state.trans + d
+            elif name == "expr":
+                new.expr = state.expr + d
+                if self.expr_bounds:
+                    new.expr = new.expr.clamp(*self.expr_bounds)
+            elif name == "jaw":
+                new.jaw = state.jaw + d
+            elif name == "eyes":
+                new.eyes = state.eyes + d
+        return new
+
+    def _priors(self, state: _State, previous: _State | None) -> list[tuple[str, int, torch.Tensor, float]]:
+        """Gaussian priors as (block, first column in the block, value - mean, σ)."""
+        blocks = {n for n, _ in self._blocks()}
+        terms = [("expr", 0, state.expr, self.expr_sigma)]
+        if "jaw" in blocks:  # opening (x) is free-ish; sideways and twist stay small
+            terms += [("jaw", 0, state.jaw[:1], 0.3), ("jaw", 1, state.jaw[1:], 0.05)]
+        if "eyes" in blocks:
+            terms.append(("eyes", 0, state.eyes, 0.3))
+        if previous is not None:
+            o = replace(self.options, **{k: getattr(self.options, k) * self._temporal_scale for k in (
+                "temporal_rot_sigma", "temporal_trans_sigma_m", "temporal_expr_sigma")})
+            rel = previous.rot.T @ state.rot  # small: its skew part is the rotation vector (right-perturbation frame)
+            d_rot = 0.5 * torch.stack([rel[2, 1] - rel[1, 2], rel[0, 2] - rel[2, 0], rel[1, 0] - rel[0, 1]])
+            terms.append(("rot", 0, d_rot, o.temporal_rot_sigma))
+            if self.ortho:
+                depth = self.focal_px / float(torch.exp(state.log_scale))
+                terms += [("cam", 0, (state.log_scale - previous.log_scale)[None], o.temporal_trans_sigma_m / depth),
+                          ("cam", 1, state.offset - previous.offset, o.temporal_trans_sigma_m * self.focal_px / depth)]
+            else:
+                terms.append(("cam", 0, state.trans - previous.trans, o.temporal_trans_sigma_m))
+            terms.append(("expr", 0, state.expr - previous.expr, o.temporal_expr_sigma))
+        return terms
+
+    def _cost(self, uv_obs, weight, state: _State, shape, previous: _State | None, data_sigma: float) -> float:
+        """The objective of :meth:`_normal_equations` without its Jacobians."""
+        uv, _, _ = self._evaluate(state, shape, False)
+        resid = uv - uv_obs
+        w = self._robust_weights(resid, weight, data_sigma)
+        cost = float((w * (resid ** 2).sum(-1)).sum())
+        return cost + sum(float((d ** 2).sum()) / sg ** 2 for _, _, d, sg in self._priors(state, previous))
+
+    def _solve_frame(self, uv_obs, weight, state: _State, previous: _State | None, iterations: int,
+                     shape: torch.Tensor | None = None) -> tuple[_State, float]:
+        """Levenberg-Marquardt on one frame's own parameters (shared ones fixed).
+
+        A trial step is first judged by its cost alone; its Jacobian is computed only when the
+        step is taken and another iteration follows. Stops early once steps stop paying.
+        """
+        shape = self.shape if shape is None else shape
+        sigma = self.options.landmark_sigma_px
+        lam = 1e-3
+        normal = self._normal_equations(uv_obs, weight, state, shape, previous, (), sigma)
+        cost = normal.cost
+        for it in range(iterations):
+            h = normal.h_local
+            delta = -torch.linalg.solve(h + lam * torch.diag(h.diagonal()).clamp_min(1e-9), normal.g_local)
+            trial = self._apply(state, delta)
+            trial_cost = self._cost(uv_obs, weight, trial, shape, previous, sigma)
+            if trial_cost <= cost:
+                converged = cost - trial_cost < 1e-3 * cost
+                state, cost = trial, trial_cost
+                lam = max(lam / 5, 1e-6)
+                if converged or it == iterations - 1:
+                    break
+                normal = self._normal_equations(uv_obs, weight, state, shape, previous, (), sigma)
+            else:
+                lam *= 10
+        return state, cost
+
+    def _fit_error(self, uv_obs: torch.Tensor, state: _State) -> float:
+        uv, _, _ = self._evaluate(state, self.shape, False)
+        return float((uv - uv_obs).norm(dim=-1).pow(2).mean().sqrt())
+
+    def _confidence(self, fit_px: float, uv_obs: torch.Tensor) -> float:
+        size = float((uv_obs.max(0).values - uv_obs.min(0).values).norm())
+        nme = fit_px / max(size, 1.0)
+        return float(math.exp(-((nme / 0.02) ** 2)))
+
+    # -- shared identity and focal ----------------------------------------------------------------
+
+    def _pose_bin(self, state: _State) -> tuple[int, int]:
+        fwd = state.rot @ torch.tensor([0.0, 0.0, 1.0], **self.kw)  # where the face points
+        yaw = math.degrees(math.atan2(float(fwd[0]), float(fwd[2])))
+        pitch = math.degrees(math.asin(max(-1.0, min(1.0, float(fwd[1])))))
+        return int(round(yaw / 8.0)), int(round(pitch / 10.0))
+
+    def _consider_keyframe(self, frame_index: int, uv, weight, fit_px: float) -> None:
+        if self.focal_fixed and not self.options.estimate_identity:
+            return
+        # Skip mis-tracked frames: those fitting much worse than the recent ones (model error
+        # such as ortho at close range raises every frame's error alike, so the test is relative).
+        self._recent_fits.append(fit_px)
+        if fit_px > 2.0 * float(np.median(self._recent_fits)) + self.options.landmark_sigma_px:
+            return
+        key = self._pose_bin(self.state)
+        same = [k for k in self.keyframes if k.bin == key]
+        neutral = float(self.state.expr.abs().mean()) < 0.15
+        if same:
+            old = same[0]
+            if not (neutral and fit_px < 0.9 * old.fit_px):
+                return
+            self.keyframes.remove(old)
+        elif len(self.keyframes) >= self.options.max_keyframes:
+            worst = max(self.keyframes, key=lambda k: k.fit_px)
+            self.keyframes.remove(worst)
+        self.keyframes.append(_Keyframe(frame_index, uv, weight, self.state.clone(), key, fit_px))
+        self._keyframes_changed = True
+
+    def _shared_vector(self, only: list[str] | None = None) -> tuple[list[str], torch.Tensor]:
+        """Names of the shared unknowns this tracker estimates, and their current values."""
+        names, parts = [], []
+        if self.options.estimate_identity:
+            names.append("shape")
+            parts.append(self.shape)
+        if not self.focal_fixed and not self.ortho:
+            names.append("focal")
+            parts.append(self.log_focal[None])
+        if only is not None:
+            parts = [p for n, p in zip(names, parts) if n in only]
+            names = [n for n in names if n in only]
+        return names, torch.cat(parts) if parts else torch.zeros(0, **self.kw)
+
+    def _data_sigma_shared(self) -> float:
+        # Correlated landmark bias: weigh the data as if only N_eff landmarks were independent.
+        n = max(self.model.num_landmarks, 1)
+        return self.options.landmark_sigma_px * math.sqrt(n / min(self.options.effective_landmarks, n))
+
+    def refine_shared(self, iterations: int = 2, frames: list[_Keyframe] | None = None) -> None:
+        """Joint refinement of identity and focal over keyframes, run to completion."""
+        for _ in self._refine_steps(iterations, frames):
+            pass
+
+    def _refine_steps(self, iterations: int, frames: list[_Keyframe] | None = None):
+        """Schur-complement Levenberg-Marquardt on the shared unknowns, as a generator that yields
+        after each keyframe's work so the online loop can run it in time slices between frames."""
+        frames = list(self.keyframes if frames is None else frames)
+        names, _ = self._shared_vector()
+        if not frames or not names:
+            return
+        sigma = self._data_sigma_shared()
+        focal_before = float(self.log_focal)
+        lam = 1e-3
+        for iteration in range(iterations):
+            prec, grad, cost = self._shared_prior(names)
+            s_mat, s_grad, per_frame = torch.diag(prec), grad.clone(), []
+            for kf in frames:
+                ne = self._normal_equations(kf.uv, kf.weight, kf.state, self.shape, None, tuple(names), sigma)
+                h_inv = torch.linalg.inv(ne.h_local + 1e-9 * torch.eye(len(ne.h_local), **self.kw))
+                s_mat = s_mat + ne.h_shared - ne.h_cross.T @ h_inv @ ne.h_cross
+                s_grad = s_grad + ne.g_shared - ne.h_cross.T @ h_inv @ ne.g_local
+                cost += ne.cost
+                per_frame.append((ne, h_inv))
+                yield
+            if iteration == 0 and "focal" in names:
+                # The focal length only moves once the data alone can say something about it.
+                self._update_focal_uncertainty(s_mat, len(frames))
+                if self.focal_state == "not_observable":
+                    keep = torch.arange(len(s_grad) - 1, device=self.dev)
+                    s_mat, s_grad, names = s_mat[keep][:, keep], s_grad[keep], [n for n in names if n != "focal"]
+                    per_frame = [(replace(ne, h_cross=ne.h_cross[:, keep]), h_inv) for ne, h_inv in per_frame]
+                    cost -= float(self._shared_prior(["focal"])[2])
+                    if not names:
+                        break
+            for _attempt in range(4):  # Levenberg-Marquardt: damp more until the step lowers the cost
+                d_shared = -torch.linalg.solve(s_mat + lam * torch.diag(s_mat.diagonal()), s_grad)
+                if "focal" in names:  # trust region on the focal step (whole step scaled: stays consistent)
+                    d_shared = d_shared * min(1.0, 0.1 / max(float(d_shared[-1].abs()), 1e-12))
+                old = (self.shape, self.log_focal, [kf.state for kf in frames])
+                self._apply_shared(names, d_shared)
+                for kf, (ne, h_inv) in zip(frames, per_frame):
+                    kf.state = kf.state.clone()
+                    self._rescale_for_focal(kf.state, float(old[1]))
+                    kf.state = self._apply(kf.state, -h_inv @ (ne.g_local + ne.h_cross @ d_shared))
+                new_cost = self._shared_prior(names)[2]
+                for kf in frames:
+                    new_cost += self._cost(kf.uv, kf.weight, kf.state, self.shape, None, sigma)
+                yield
+                if new_cost <= cost:
+                    lam = max(lam / 5, 1e-6)
+                    break
+                self.shape, self.log_focal, states = old
+                for kf, st in zip(frames, states):
+                    kf.state = st
+                lam *= 10
+        if self.state is not None:
+            self._rescale_for_focal(self.state, focal_before)
+        self.shape_version += 1
+
+    def _shared_prior(self, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Prior precision, gradient and cost of the shared vector (identity N(0,1), log-normal focal)."""
+        _, vec = self._shared_vector(names)
+        prec = torch.zeros(len(vec), **self.kw)
+        mean = torch.zeros(len(vec), **self.kw)
+        if "shape" in names:
+            prec[: self.head.num_shape] = 1.0
+        if "focal" in names:
+            prec[-1] = 1.0 / self.focal_prior.sigma_rel ** 2
+            mean[-1] = math.log(self.focal_prior.focal_px)
+        diff = vec - mean
+        return prec, prec * diff, float((prec * diff ** 2).sum())
+
+    def _apply_shared(self, names: list[str], delta: torch.Tensor) -> None:
+        start = 0
+        for name in names:
+            if name == "shape":
+                self.shape = self.shape + delta[: self.head.num_shape]
+                start = self.head.num_shape
+            elif name == "focal":
+                self.log_focal = self.log_focal + delta[start]
+
+    def _update_focal_uncertainty(self, s_mat: torch.Tensor, num_frames: int) -> None:
+        """Posterior σ of log f from the reduced normal equations (focal last), and the focal state."""
+        cov = torch.linalg.inv(s_mat)
+        sigma_post = float(cov[-1, -1].clamp_min(0).sqrt())
+        data_only = s_mat.clone()
+        data_only[-1, -1] -= 1.0 / self.focal_prior.sigma_rel ** 2
+        try:
+            sigma_data = float(torch.linalg.inv(data_only)[-1, -1].clamp_min(0).sqrt())
+        except torch.linalg.LinAlgError:
+            sigma_data = float("inf")
+        yaw_bins = {k.bin[0] for k in self.keyframes}
+        if num_frames < 3 or len(yaw_bins) < 3 or not math.isfinite(sigma_data) or sigma_data > 0.3:
+            self.focal_state = "not_observable"
+        else:
+            self.focal_state = "converged" if sigma_post < 0.05 else "estimating"
+        self.focal_sigma_rel = sigma_post
+
+    def _set_focal(self, log_f: float) -> None:
+        """Change the shared focal length, rescaling the current head so its projection stays put."""
+        previous = float(self.log_focal)
+        self.log_focal = torch.tensor(log_f, **self.kw)
+        if self.state is not None:
+            self._rescale_for_focal(self.state, previous)
+
+    def _rescale_for_focal(self, state: _State, previous_log_focal: float) -> None:
+        """Scale the head's depth by f'/f, keeping its lateral position: the head centre projects to
+        the same pixel and the face keeps its image scale, so a focal update does not make the mesh
+        jump; only the perspective distortion changes."""
+        ratio = math.exp(float(self.log_focal) - previous_log_focal)
+        if self.ortho or ratio == 1.0:
+            return
+        center_cam = self.flip * (state.rot @ self.model.head_center) + state.trans
+        state.trans = state.trans + torch.stack([center_cam[0] * 0, center_cam[1] * 0, center_cam[2] * (ratio - 1)])
+
+    # -- results ------------------------------------------------------------------------------------
+
+    def _result(self, frame_index, timestamp_s, tracking_state, landmarks_px, fit_px, confidence,
+                smooth: bool = True) -> TrackResult:
+        E = self.head.num_expr
+        nan2 = np.full((NUM_LANDMARKS, 2), np.nan)
+        intr = self.intrinsics()
+        sigma_px = self.focal_px * self.focal_sigma_rel
+        if self.state is None:
+            z3 = np.zeros(3)
+            return TrackResult(frame_index, timestamp_s, tracking_state, self.shape.cpu().numpy(), np.zeros(E), z3, z3,
+                               z3, z3, np.zeros(6), intr, float("nan"), sigma_px, self.focal_state, float("nan"), 0.0,
+                               nan2, nan2, self.shape_version, self.options.camera_mode)
+        st = self.state
+        rotation = camera.matrix_to_axis_angle(st.rot).cpu().numpy()
+        if self.ortho:
+            scale = float(torch.exp(st.log_scale))
+            depth = self.focal_px / scale  # the depth a camera of the nominal focal would need
+            center_cam = np.array([float(st.offset[0]) / scale, float(st.offset[1]) / scale, depth])
+            translation = center_cam - (self.flip * (st.rot @ self.model.head_center)).cpu().numpy()
+            rho = 0.0  # weak perspective assumes ρ = 0
+        else:
+            scale = float("nan")
+            translation = st.trans.cpu().numpy()
+            center_cam = (self.flip * (st.rot @ self.model.head_center) + st.trans).cpu().numpy()
+            rho = 1.0 / float(center_cam[2])
+        values = {"rotation": rotation, "translation": translation, "expr": st.expr.cpu().numpy(),
+                  "jaw": st.jaw.cpu().numpy(), "eyes": st.eyes.cpu().numpy()}
+        if smooth and self.options.smoothing and tracking_state in ("tracking", "reacquired"):
+            values = {k: self._filters[k](v, timestamp_s) for k, v in values.items()}
+        fitted = nan2.copy()
+        uv, _, _ = self._evaluate(st, self.shape, False)
+        fitted[self.model.ids] = uv.cpu().numpy()
+        detected = nan2 if landmarks_px is None else np.asarray(landmarks_px, np.float64)
+        return TrackResult(
+            frame_index=frame_index, timestamp_s=timestamp_s, tracking_state=tracking_state,
+            shape=self.shape.cpu().numpy().copy(), expr=values["expr"], rotation=values["rotation"],
+            translation=values["translation"], neck_pose=np.zeros(3), jaw_pose=values["jaw"], eyes_pose=values["eyes"],
+            intrinsics=intr, rho_per_m=rho, focal_sigma_px=sigma_px, focal_state=self.focal_state,
+            fit_error_px=fit_px, confidence=confidence, landmarks_px=detected, fitted_landmarks_px=fitted,
+            shape_version=self.shape_version, camera_mode=self.options.camera_mode, scale_px_per_m=scale)

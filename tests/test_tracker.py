@@ -1,0 +1,182 @@
+"""Tracker on exact projected landmarks (no landmarker bias): recovers pose, identity and focal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core import camera
+from core.embedding import LandmarkEmbedding
+from core.head_model import HeadModelLayer
+from core.synthetic import SyntheticOptions, Trajectory
+from core.tracker import FocalPrior, Tracker, TrackerOptions
+from tests.fixtures_flame import flame_like_arrays, write_flame_pickle
+
+
+def vertex_embedding(head, seed: int = 1) -> tuple[LandmarkEmbedding, np.ndarray]:
+    """478 'landmarks' on random face vertices (exact surface points, one vertex each)."""
+    rng = np.random.default_rng(seed)
+    face = head.regions.get("face", np.arange(head.num_vertices))
+    picks = rng.choice(face, 478, replace=False)
+    face_idx = np.full(478, -1)
+    bary = np.zeros((478, 3), np.float32)
+    for i, v in enumerate(picks):
+        f = np.flatnonzero((head.faces == v).any(1))[0]
+        face_idx[i] = f
+        bary[i, list(head.faces[f]).index(v)] = 1
+    return LandmarkEmbedding(face_idx, bary, face_idx >= 0, np.zeros(478, np.float32)), picks
+
+
+class ExactLandmarks:
+    """Projects a head along a synthetic trajectory at the embedded points, with optional noise."""
+
+    def __init__(self, head, opts: SyntheticOptions, noise_px: float = 0.0, seed: int = 0):
+        self.head, self.traj = head, Trajectory(opts, head)
+        self.emb, picks = vertex_embedding(head)
+        self.layer = HeadModelLayer(head, picks)
+        self.rng = np.random.default_rng(seed)
+        self.noise = noise_px
+
+    def frame(self, i: int):
+        gt = self.traj.at(i)
+        t = lambda a: torch.as_tensor(a)[None]  # noqa: E731
+        verts = self.layer(t(gt.shape), t(gt.expr), t(gt.rotation), t(gt.neck_pose), t(gt.jaw_pose), t(gt.eyes_pose))
+        uv = camera.project_perspective(camera.model_to_camera(verts, t(gt.translation)), torch.as_tensor(gt.intrinsics))
+        return uv[0].numpy() + self.rng.normal(0, self.noise, (478, 2)), gt
+
+
+def run(head, opts: SyntheticOptions, topts: TrackerOptions, frames: int, noise: float = 0.3):
+    src = ExactLandmarks(head, opts, noise)
+    tracker = Tracker(head, src.emb, (opts.width, opts.height), topts)
+    out = []
+    for i in range(frames):
+        uv, gt = src.frame(i)
+        out.append((tracker.step(uv, i / opts.fps, i), gt))
+    tracker.refine_shared(3)
+    return tracker, out
+
+
+@pytest.fixture(scope="module")
+def flame_fixture_model(tmp_path_factory):
+    from core.model_io import load_head_model
+
+    path = tmp_path_factory.mktemp("flame") / "flame_like.pkl"
+    write_flame_pickle(path, flame_like_arrays(n_vert=900, seed=3))
+    return load_head_model(path)
+
+
+def _rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
+    ra = camera.axis_angle_to_matrix(torch.as_tensor(a, dtype=torch.float64))
+    rb = camera.axis_angle_to_matrix(torch.as_tensor(b, dtype=torch.float64))
+    return float(torch.rad2deg(camera.matrix_to_axis_angle(ra.T @ rb).norm()))
+
+
+def test_fixed_focal_recovers_pose_and_expression(ict_model):
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=60)
+    _, out = run(ict_model, opts, TrackerOptions(focal_px=900.0, smoothing=False), 60)
+    res, gt = out[-1]
+    assert res.tracking_state == "tracking"
+    assert res.fit_error_px < 1.5  # noise 0.3 px; the rest is identity the prior keeps near the mean
+    active = gt.expr > 0.3
+    assert active.any() and np.abs(res.expr[active] - gt.expr[active]).max() < 0.25
+    assert _rotation_error_deg(res.rotation, gt.rotation) < 1.0
+    center = camera.model_to_camera(torch.as_tensor(ict_model.head_center, dtype=torch.float64)[None],
+                                    torch.as_tensor(res.translation),
+                                    torch.as_tensor(res.rotation))[0].numpy()
+    # Depth trades off against head size (identity); 5 % at a known focal length.
+    assert np.linalg.norm(center - gt.head_center_cam) < 0.05 * gt.head_center_cam[2]
+    assert abs(res.rho_per_m - gt.rho_per_m) < 0.05 * gt.rho_per_m
+    assert res.focal_state == "fixed" and res.focal_px == 900.0
+
+
+@pytest.mark.parametrize("focal", [600.0, 1800.0])
+def test_auto_focal_converges_on_unbiased_landmarks(ict_model, focal):
+    """Without landmark bias the perspective cue is enough: the estimate approaches the truth
+    from a wrong prior, and its σ covers the remaining error."""
+    opts = SyntheticOptions(width=512, height=512, focal=focal, frames=150)
+    prior = FocalPrior(focal_px=1000.0, sigma_rel=0.5)
+    tracker, out = run(ict_model, opts, TrackerOptions(focal_prior=prior), 150)
+    res = out[-1][0]
+    err = abs(tracker.focal_px - focal) / focal
+    assert res.focal_state in ("estimating", "converged")
+    assert err < 0.08, f"focal {tracker.focal_px:.0f} vs {focal}"
+    assert err < 3 * tracker.focal_sigma_rel + 0.02
+
+
+def test_focal_not_observable_without_pose_diversity(ict_model):
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=40, still=10.0)  # head never moves
+    tracker, out = run(ict_model, opts, TrackerOptions(), 40)
+    assert out[-1][0].focal_state == "not_observable"
+    assert tracker.focal_px == pytest.approx(tracker.focal_prior.focal_px)
+
+
+def test_focal_change_does_not_move_projection(ict_model):
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=20)
+    tracker, _ = run(ict_model, opts, TrackerOptions(focal_px=None), 20)
+    state = tracker.state
+
+    def project(points_model):
+        cam = points_model @ (tracker.flip[:, None] * state.rot).T + state.trans
+        return camera.project_perspective(cam, torch.as_tensor(tracker.intrinsics()))
+
+    center = tracker.model.head_center[None]
+    before, centre_before = tracker._evaluate(state, tracker.shape, False)[0], project(center)
+    naive_trans = state.trans.clone()
+    tracker._set_focal(float(tracker.log_focal) + 0.2)  # +22 %
+    after, centre_after = tracker._evaluate(state, tracker.shape, False)[0], project(center)
+    assert (centre_after - centre_before).norm() < 1e-6  # the head centre stays exactly where it was
+    state.trans, rescaled = naive_trans, state.trans
+    naive = tracker._evaluate(state, tracker.shape, False)[0]  # same focal change without the depth re-solve
+    state.trans = rescaled
+    moved, naive_moved = (after - before).norm(dim=-1).max(), (naive - before).norm(dim=-1).max()
+    assert moved < 0.2 * naive_moved, (float(moved), float(naive_moved))
+
+
+def test_ortho_reports_rho_zero_and_fits_worse_up_close(ict_model):
+    opts = SyntheticOptions(width=512, height=512, focal=600, frames=40)
+    _, persp = run(ict_model, opts, TrackerOptions(focal_px=600.0), 40)
+    _, ortho = run(ict_model, opts, TrackerOptions(focal_px=600.0, camera_mode="ortho"), 40)
+    assert all(r.rho_per_m == 0.0 for r, _ in ortho)
+    assert np.mean([r.fit_error_px for r, _ in ortho[20:]]) > 2 * np.mean([r.fit_error_px for r, _ in persp[20:]])
+
+
+def test_lost_and_reacquired(ict_model):
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=30)
+    src = ExactLandmarks(ict_model, opts)
+    tracker = Tracker(ict_model, src.emb, (512, 512), TrackerOptions(focal_px=900.0))
+    assert tracker.step(None, 0.0, 0).tracking_state == "no_face"
+    for i in range(1, 10):
+        tracker.step(src.frame(i)[0], i / 30, i)
+    last = tracker.step(src.frame(10)[0], 10 / 30, 10)
+    lost = tracker.step(None, 11 / 30, 11)
+    assert lost.tracking_state == "lost"
+    np.testing.assert_allclose(lost.rotation, last.rotation)
+    back = tracker.step(src.frame(12)[0], 12 / 30, 12)
+    assert back.tracking_state == "reacquired"
+    assert back.fit_error_px < 1.2 * last.fit_error_px + 0.2  # as good as before the loss
+
+
+def test_articulated_model_tracks_jaw(flame_fixture_model):
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=60)
+    tracker, out = run(flame_fixture_model, opts, TrackerOptions(focal_px=900.0, smoothing=False), 60, noise=0.0)
+    res, gt = out[-1]
+    assert res.fit_error_px < 0.5
+    assert abs(res.jaw_pose[0] - gt.jaw_pose[0]) < 0.05
+
+
+def test_offline_refinement_smooths_noisy_tracks(ict_model):
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=45)
+    src = ExactLandmarks(ict_model, opts, noise_px=1.0)
+    tracker = Tracker(ict_model, src.emb, (512, 512), TrackerOptions(focal_px=900.0, smoothing=False, keep_history=True))
+    online, truth = [], []
+    for i in range(45):
+        uv, gt = src.frame(i)
+        online.append(tracker.step(uv, i / 30, i))
+        truth.append(gt)
+    refined = tracker.refine_sequence()
+    assert [r.frame_index for r in refined] == list(range(45))
+
+    def rot_err(results):
+        return np.mean([_rotation_error_deg(r.rotation, g.rotation) for r, g in zip(results, truth)][10:])
+
+    assert rot_err(refined) < rot_err(online)
