@@ -24,6 +24,9 @@ COMMANDS: list[tuple[str, str, str]] = [
                                "synthetic source; write a recording"),
     ("convert-ict", "app.cmd_convert_ict", "Convert an ICT-FaceKit clone into a flamecam head-model .npz"),
     ("export", "app.cmd_export", "Export a recording as per-frame OBJ/PLY meshes or one .npz"),
+    ("gui", "app.cmd_gui", "Open the desktop app (live overlay, plots, recording); 'flamecam' alone does too"),
+    ("render", "app.cmd_render", "Render a source (e.g. the synthetic head) to a video file"),
+    ("calibrate", "app.cmd_calibrate", "Calibrate a camera and lens from a board; store it as a camera profile"),
 ]
 
 
@@ -31,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        # No command: the app on a desktop, the headless tracker (with a notice) without a display.
+        from app.cmd_gui import run_default  # noqa: PLC0415
+
+        return run_default()
     return int(args._run(args) or 0)
 
 

@@ -19,6 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     focal.add_argument("--focal", default="auto", metavar="auto|PX",
                        help="focal length in pixels, or 'auto' to estimate it online (default)")
     focal.add_argument("--fov", type=float, metavar="DEG", help="fixed focal length as horizontal field of view")
+    parser.add_argument("--camera-profile", metavar="NAME|PATH",
+                        help="use a camera calibration: a stored profile's name (see flamecam calibrate --list) or a "
+                             "file (.json profile, OpenCV .yaml, K/dist .npz); fixes focal length, principal point "
+                             "and lens distortion")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="do not pick the stored profile of the camera automatically")
+    parser.add_argument("--no-metadata", action="store_true",
+                        help="ignore focal-length metadata (EXIF, QuickTime) of photos and videos")
     parser.add_argument("--refine", action="store_true",
                         help="after tracking, refine the whole sequence jointly (offline; rewrites OUT)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
@@ -44,14 +52,18 @@ def run(args: argparse.Namespace) -> int:
     from core.model_io import ModelFileError  # noqa: PLC0415
     from core.pipeline import TrackingPipeline  # noqa: PLC0415
     from core.recording import RecordingError, RecordingMeta, RecordingWriter  # noqa: PLC0415
-    from core.session import (SessionOptions, default_output, eprint, focal_mode, load_model_and_embedding,  # noqa: PLC0415
-                              make_tracker, open_session_source)
+    from core.recording import load as load_recording  # noqa: PLC0415
+    from core.session import (SessionOptions, default_output, eprint, load_model_and_embedding,  # noqa: PLC0415
+                              make_tracker, open_session_source, resolve_intrinsics)
     from core.sources import SourceError  # noqa: PLC0415
 
     options = SessionOptions(source=args.source, model=args.model, camera_mode=args.camera, focal=args.focal,
                              fov_deg=args.fov, landmarker=args.landmarker, embedding=args.embedding,
                              device=args.device, max_frames=args.max_frames, store_landmarks=not args.no_landmarks,
-                             keep_history=args.refine)
+                             keep_history=args.refine, camera_profile=args.camera_profile,
+                             auto_profile=not args.no_profile, use_metadata=not args.no_metadata)
+    if args.max_frames is not None and args.max_frames < 1:
+        return _error(f"--max-frames {args.max_frames}: must be at least 1")
     out = default_output(args.output)
     if out.exists() and not args.overwrite:
         return _error(f"{out} exists; pass --overwrite to replace it")
@@ -60,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as exc:
         return _error(exc)
     try:
+        plan = resolve_intrinsics(options, source, log=eprint)
         head, embedding = load_model_and_embedding(options, log=eprint)
-        tracker = make_tracker(head, embedding, source, options)
+        tracker = make_tracker(head, embedding, source, options, plan=plan)
     except (ModelFileError, AssetError, ValueError) as exc:
         source.close()
         return _error(exc)
@@ -71,16 +84,16 @@ def run(args: argparse.Namespace) -> int:
     width, height = source.size
     meta = RecordingMeta.for_model(
         head, options.model, width, height, source=source.name, frame_rate_hz=source.fps, camera_mode=options.camera_mode,
-        focal_mode=focal_mode(tracker), landmark_count=478 if options.store_landmarks else 0,
-        focal_prior=None if tracker.focal_fixed else tracker.focal_prior.__dict__)
+        landmark_count=478 if options.store_landmarks else 0, **plan.recording_fields())
     pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=options.landmarker, running_mode="video"),
-                                max_frames=options.max_frames)
+                                max_frames=options.max_frames, undistort=plan.undistorter())
     total = min(x for x in (source.num_frames, options.max_frames, float("inf")) if x is not None)
     bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,
                file=sys.stderr, dynamic_ncols=True)
     shape_version = -1
     last = None
     interrupted = False
+    _stop_on_sigterm()
     try:
         with RecordingWriter(out, meta, overwrite=args.overwrite) as writer:
             try:
@@ -119,11 +132,17 @@ def run(args: argparse.Namespace) -> int:
     if args.refine:
         eprint(f"refining {len(tracker.history)} frames jointly ...")
         refined = tracker.refine_sequence()
+        # Refinement covers only frames with a face; frames without one keep their online record.
+        by_index = {track.frame_index: track for track in refined}
+        online = load_recording(out)
         tmp = out.with_name(out.name + ".refining")
         with RecordingWriter(tmp, meta, overwrite=True) as writer:
             writer.write_identity(0, tracker.shape.cpu().numpy())
-            for track in refined:
-                writer.write_track_result(track)
+            for i, index in enumerate(online.frame_index.tolist()):
+                if index in by_index:
+                    writer.write_track_result(by_index[index])
+                else:
+                    writer.write_frame(online.frame(i))
             writer.close(summary={**stats.summary(), "refined": True})
         tmp.replace(out)
         last = refined[-1]
@@ -137,3 +156,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"recording: {out}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
+
+
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (e.g. ``kill``) like Ctrl+C: stop, close the recording, exit 130."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)

@@ -4,6 +4,10 @@ Pipelined: a landmark thread reads frames and runs MediaPipe for frame t+1 while
 thread fits frame t. File sources never drop a frame (the queue blocks); live sources keep only
 the newest frame (latest wins). The same engine drives ``flamecam track`` and the GUI worker,
 which passes a ``stop`` event to abort. Each frame yields one :class:`FrameResult`.
+
+``with_mesh=True`` (the GUI) also poses the full head mesh in camera space in the engine's thread,
+so a viewer draws it with the frame's intrinsics and never touches torch; :class:`ModelInfo`
+carries the per-model constants (triangles, vertex colours) once.
 """
 from __future__ import annotations
 
@@ -15,9 +19,38 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from core.head_model import HeadModel
 from core.landmarks import FaceLandmarker, LandmarkerOptions, LandmarkResult
 from core.sources import Frame, FrameSource
 from core.tracker import FramePrior, Tracker, TrackResult
+
+
+def _frozen(array: np.ndarray | None) -> np.ndarray | None:
+    if array is not None:
+        array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Per-model constants a viewer needs beside the per-frame vertices (sent once per session)."""
+
+    name: str
+    kind: str  # flame | ict | builtin | npz
+    description: str
+    is_coarse: bool
+    num_vertices: int
+    num_shape: int
+    num_expr: int
+    faces: np.ndarray  # (F, 3) uint32, read-only
+    vertex_rgb: np.ndarray | None  # (V, 3) float32 albedo in [0, 1], read-only; None: the viewer's grey
+
+    @classmethod
+    def from_head(cls, head: HeadModel) -> "ModelInfo":
+        rgb = None if head.vertex_rgb is None else np.array(head.vertex_rgb, np.float32)
+        return cls(name=head.name, kind=head.kind, description=head.description, is_coarse=head.is_coarse,
+                   num_vertices=head.num_vertices, num_shape=head.num_shape, num_expr=head.num_expr,
+                   faces=_frozen(np.array(head.faces, np.uint32)), vertex_rgb=_frozen(rgb))
 
 
 @dataclass(frozen=True)
@@ -31,6 +64,10 @@ class FrameResult:
     tracker_ms: float
     latency_ms: float  # from the frame being read to its result
     warnings: tuple[str, ...] = ()
+    # (V, 3) float32 camera-space vertices of the tracked head (OpenCV axes, metres; read-only), drawn
+    # with ``track.intrinsics``. Only with ``TrackingPipeline(with_mesh=True)``; None without a pose.
+    mesh_vertices_cam: np.ndarray | None = None
+    mesh_ms: float = 0.0  # time spent posing the mesh (part of latency_ms)
 
     @property
     def num_faces(self) -> int:
@@ -67,15 +104,47 @@ class TrackingPipeline:
 
     def __init__(self, source: FrameSource, tracker: Tracker, landmarker_options: LandmarkerOptions | None = None,
                  prior_fn: Callable[[LandmarkResult], FramePrior | None] | None = None, pipelined: bool = True,
-                 max_frames: int | None = None, stop: threading.Event | None = None):
+                 max_frames: int | None = None, stop: threading.Event | None = None,
+                 undistort: Callable[[np.ndarray], np.ndarray] | None = None, with_mesh: bool = False):
         self.source, self.tracker = source, tracker
         self.landmarker_options = landmarker_options or LandmarkerOptions(running_mode="video")
         self.prior_fn = prior_fn
         self.pipelined = pipelined
         self.max_frames = max_frames
         self.stop = stop or threading.Event()
+        self.undistort = undistort  # (N, 2) distorted pixels -> ideal pinhole pixels (lens calibration)
         self.stats = PipelineStats()
         self.error: BaseException | None = None
+        self.with_mesh = with_mesh
+        self._mesh_layer = None  # HeadModelLayer of the full mesh, built on first use (float32)
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """Triangles and colours of the tracked head model (what ``mesh_vertices_cam`` indexes)."""
+        return ModelInfo.from_head(self.tracker.head)
+
+    def _pose_mesh(self, track: TrackResult) -> np.ndarray | None:
+        """(V, 3) float32 camera-space vertices of a track result, None when it has no pose."""
+        if track.tracking_state == "no_face":
+            return None
+        params = (track.shape, track.expr, track.rotation, track.neck_pose, track.jaw_pose, track.eyes_pose,
+                  track.translation)
+        if not all(np.isfinite(p).all() for p in params):
+            return None
+        import torch  # noqa: PLC0415
+
+        from core.camera import model_to_camera  # noqa: PLC0415
+        from core.head_model import HeadModelLayer  # noqa: PLC0415
+
+        device = self.tracker.dev
+        if self._mesh_layer is None:
+            self._mesh_layer = HeadModelLayer(self.tracker.head, device=device, dtype=torch.float32)
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=device)[None]  # noqa: E731
+        with torch.no_grad():
+            verts = self._mesh_layer(t(track.shape), t(track.expr), t(track.rotation), t(track.neck_pose),
+                                     t(track.jaw_pose), t(track.eyes_pose))
+            verts = model_to_camera(verts, t(track.translation))[0]
+        return _frozen(verts.cpu().numpy().astype(np.float32, copy=False))
 
     def _frames(self) -> Iterator[Frame]:
         for i, frame in enumerate(self.source):
@@ -127,7 +196,7 @@ class TrackingPipeline:
 
     def run(self) -> Iterator[FrameResult]:
         """Yield a :class:`FrameResult` per processed frame; re-raises source errors at the end."""
-        start = time.perf_counter()
+        start = self._started_at = time.perf_counter()
         with FaceLandmarker(self.landmarker_options) as landmarker:
             if self.pipelined:
                 items: queue.Queue = queue.Queue(maxsize=1)
@@ -165,9 +234,17 @@ class TrackingPipeline:
             warnings.append(f"{lm.num_faces} faces in view; tracking the {self.landmarker_options.select} one")
         face = lm.face
         prior = self.prior_fn(lm) if (self.prior_fn is not None and face is not None) else None
-        track = self.tracker.step(None if face is None else face.landmarks_px, frame.timestamp_s, frame.index,
+        points = None if face is None else face.landmarks_px
+        if points is not None and self.undistort is not None:
+            points = self.undistort(points)
+        track = self.tracker.step(points, frame.timestamp_s, frame.index,
                                   prior=prior, presence=None if face is None else face.presence)
         tracker_ms = (time.perf_counter() - t0) * 1000
+        mesh, mesh_ms = None, 0.0
+        if self.with_mesh:
+            t1 = time.perf_counter()
+            mesh = self._pose_mesh(track)
+            mesh_ms = (time.perf_counter() - t1) * 1000
         latency_ms = (time.perf_counter() - read_at) * 1000
         s = self.stats
         s.frames += 1
@@ -175,4 +252,6 @@ class TrackingPipeline:
         s.landmarks_ms.append(landmarks_ms)
         s.tracker_ms.append(tracker_ms)
         s.latency_ms.append(latency_ms)
-        return FrameResult(frame, lm, track, landmarks_ms, tracker_ms, latency_ms, tuple(warnings))
+        s.wall_s = time.perf_counter() - self._started_at  # kept current: an interrupted run never reaches the end
+        return FrameResult(frame, lm, track, landmarks_ms, tracker_ms, latency_ms, tuple(warnings),
+                           mesh_vertices_cam=mesh, mesh_ms=mesh_ms)

@@ -213,6 +213,23 @@ def composite_over(rgb_premultiplied: np.ndarray, alpha: np.ndarray, background:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def distort_render_result(result: RenderResult, remap) -> RenderResult:
+    """A render made on ``remap.canvas`` (an ideal pinhole, see ``core.distortion.LensRemap``) as the
+    lens would record it, at the camera's frame size: colour (premultiplied) and alpha and coverage
+    resampled bilinearly, depth by nearest neighbour (so no depth is invented at silhouettes).
+    Composite the result over the raw video with :func:`composite_over` to overlay a distorted frame.
+    """
+    import cv2  # noqa: PLC0415
+
+    rgb = remap.distort_image(result.rgb)
+    alpha = remap.distort_image(result.alpha)
+    out = RenderResult(rgb=rgb, alpha=alpha)
+    if result.coverage is not None:
+        out.coverage = remap.distort_image(result.coverage)
+        out.depth_m = remap.distort_image(result.depth_m, interpolation=cv2.INTER_NEAREST, border_value=float("inf"))
+    return out
+
+
 def save_png(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB (H, W, 3) or grey (H, W) uint8 image as PNG; raises OSError on failure."""
     import cv2  # noqa: PLC0415  (only this helper needs OpenCV)

@@ -10,7 +10,11 @@ degrees, alternative to focal), ``distance`` (m; default ∝ focal as in Camera3
 ``period`` (yaw sweep period, s), ``still`` (seconds of still head at the start), ``expressions``
 (0/1), ``identity`` (scale of the random identity, 0 = mean head), ``seed``, ``background``
 (``plain`` or ``random``), ``lighting`` (``fixed`` or ``random``), ``noise`` (sensor noise σ in
-grey levels), ``realtime`` (0/1: pace frames to ``fps`` like a camera).
+grey levels), ``realtime`` (0/1: pace frames to ``fps`` like a camera), ``lens`` (``opencv`` or
+``fisheye``) with ``k1``, ``k2``, ``p1``, ``p2``, ``k3``, ``k4`` (lens distortion of the rendered
+frames, OpenCV's models, see ``core.distortion``; all zero = an ideal pinhole). With distortion,
+frames are rendered by the exact pinhole renderer on a larger canvas and remapped
+(``core.distortion.LensRemap``); ground-truth intrinsics stay those of the ideal pinhole.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ class SyntheticOptions:
     height: int = 480
     focal: float | None = None  # px; default 600 (a typical webcam at 640x480)
     fov: float | None = None  # horizontal degrees, alternative to focal
-    distance: float | None = None  # metres; default focal/2000 at 512 px (Camera3DMM's proportion)
+    distance: float | None = None  # metres; see distance_m()
     cx: float | None = None
     cy: float | None = None
     frames: int | None = None
@@ -59,6 +63,13 @@ class SyntheticOptions:
     lighting: str = "fixed"
     noise: float = 0.0
     realtime: bool = False
+    lens: str = "opencv"  # opencv | fisheye (only with non-zero coefficients)
+    k1: float = 0.0
+    k2: float = 0.0
+    p1: float = 0.0
+    p2: float = 0.0
+    k3: float = 0.0
+    k4: float = 0.0
 
     @classmethod
     def from_text(cls, text: str = "", **overrides) -> "SyntheticOptions":
@@ -83,7 +94,29 @@ class SyntheticOptions:
         opts = cls(**values)
         if opts.background not in {"plain", "random"} or opts.lighting not in {"fixed", "random"}:
             raise SourceError("synthetic background must be plain|random and lighting fixed|random")
+        # Checked here so that e.g. width=0 is a message, not a ZeroDivisionError deep in the trajectory.
+        for key in ("width", "height", "fps", "period", "focal", "fov", "distance"):
+            value = getattr(opts, key)
+            if value is not None and not value > 0:
+                raise SourceError(f"synthetic option {key}={value} must be positive")
+        opts.focal_px()  # focal and fov together is an error
+        try:
+            opts.lens_distortion()
+        except ValueError as exc:
+            raise SourceError(f"synthetic lens: {exc}") from exc
         return opts
+
+    def lens_distortion(self):
+        """The ``core.distortion.LensDistortion`` of the rendered frames."""
+        from core.distortion import LensDistortion  # noqa: PLC0415
+
+        if self.lens == "fisheye":
+            return LensDistortion.fisheye(self.k1, self.k2, self.k3, self.k4)
+        if self.lens != "opencv":
+            raise ValueError(f"lens {self.lens!r}: expected opencv or fisheye")
+        if self.k4:
+            raise ValueError("k4 belongs to the fisheye model (lens=fisheye)")
+        return LensDistortion.opencv(self.k1, self.k2, self.p1, self.p2, self.k3)
 
     def focal_px(self) -> float:
         if self.focal is not None and self.fov is not None:
@@ -93,8 +126,12 @@ class SyntheticOptions:
         return 600.0 if self.focal is None else float(self.focal)
 
     def distance_m(self) -> float:
+        """Given, else Camera3DMM's proportion to the focal length (f/2000 m at 512 px), else, for
+        the default webcam-like camera, 0.45 m (the whole face in view, as in a video call)."""
         if self.distance is not None:
             return self.distance
+        if self.focal is None and self.fov is None:
+            return 0.45
         return self.focal_px() / 2000.0 * 512.0 / min(self.width, self.height)
 
     def intrinsics(self) -> np.ndarray:
@@ -191,6 +228,7 @@ class SyntheticSource(FrameSource):
         self.opts = opts
         self.head = load_head_model(None if opts.model == "builtin" else opts.model)
         self.trajectory = Trajectory(opts, self.head)
+        self.lens = opts.lens_distortion()  # what the frames are distorted by (ground truth)
         self.size = (opts.width, opts.height)
         self.fps = opts.fps
         self.num_frames = opts.frames
@@ -199,13 +237,20 @@ class SyntheticSource(FrameSource):
                                             if getattr(opts, f.name) != f.default)
         self._scene = None
 
-    def render(self, truth: GroundTruth) -> np.ndarray:
-        """RGB frame for a ground truth (the renderer is created on first use)."""
+    def _scene_or_new(self):
         if self._scene is None:
             from core.synthetic_render import SyntheticScene  # noqa: PLC0415
 
             self._scene = SyntheticScene(self.head, self.opts)
-        return self._scene.render(truth)
+        return self._scene
+
+    def render(self, truth: GroundTruth) -> np.ndarray:
+        """RGB frame for a ground truth (the renderer is created on first use)."""
+        return self._scene_or_new().render(truth)
+
+    def vertices_cam(self, truth: GroundTruth) -> np.ndarray:
+        """(V, 3) camera-space vertices (metres) of a ground truth, e.g. to draw overlays."""
+        return self._scene_or_new().vertices_cam(truth)
 
     def __iter__(self) -> Iterator[Frame]:
         start = time.monotonic()

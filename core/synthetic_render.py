@@ -49,7 +49,15 @@ class SyntheticScene:
                            else PLAIN_BACKGROUND)
         self.lighting = random_lighting(rng) if opts.lighting == "random" else Lighting()
         self.noise_rng = np.random.default_rng(opts.seed + 2)
-        self.renderer = OffscreenRenderer(opts.width, opts.height)
+        # Lens distortion: render the ideal pinhole image on a canvas covering the distorted frame, then remap.
+        lens = opts.lens_distortion() if hasattr(opts, "lens_distortion") else None
+        self.remap = None
+        if lens is not None and not lens.is_identity:
+            from core.distortion import LensRemap  # noqa: PLC0415
+
+            self.remap = LensRemap(opts.intrinsics(), lens, (opts.width, opts.height))
+        size = self.remap.canvas.size if self.remap is not None else (opts.width, opts.height)
+        self.renderer = OffscreenRenderer(*size)
 
     def vertices_cam(self, truth) -> np.ndarray:
         """(V, 3) camera-space vertices of a ground truth."""
@@ -60,13 +68,33 @@ class SyntheticScene:
             return camera.model_to_camera(verts, t(truth.translation))[0].numpy()
 
     def render(self, truth) -> np.ndarray:
-        rgb = self.renderer.render(self.vertices_cam(truth), self.head.faces, truth.intrinsics,
-                                   vertex_rgb=self.head.vertex_rgb, lighting=self.lighting,
-                                   background=self.background).rgb
+        if self.remap is not None:
+            rgb = self._render_distorted(truth)
+        else:
+            rgb = self.renderer.render(self.vertices_cam(truth), self.head.faces, truth.intrinsics,
+                                       vertex_rgb=self.head.vertex_rgb, lighting=self.lighting,
+                                       background=self.background).rgb
         if self.opts.noise > 0:
             noisy = rgb.astype(np.float32) + self.noise_rng.normal(0, self.opts.noise, rgb.shape)
             rgb = np.clip(noisy, 0, 255).astype(np.uint8)
         return rgb
+
+    def _render_distorted(self, truth) -> np.ndarray:
+        """The head through the lens: transparent render on the ideal canvas, remapped (premultiplied
+        colour and alpha alike), then over the frame-sized background."""
+        from core.render import composite_over, distort_render_result  # noqa: PLC0415
+
+        canvas = self.remap.canvas
+        res = self.renderer.render(self.vertices_cam(truth), self.head.faces, canvas.intrinsics,
+                                   vertex_rgb=self.head.vertex_rgb, lighting=self.lighting, background=None)
+        res = distort_render_result(res, self.remap)
+        rgb, alpha = res.rgb, res.alpha
+        if isinstance(self.background, np.ndarray):
+            back = self.background
+        else:
+            back = np.empty((self.opts.height, self.opts.width, 3), np.uint8)
+            back[:] = np.round(np.asarray(self.background) * 255).astype(np.uint8)
+        return composite_over(rgb, alpha, back)
 
     def release(self) -> None:
         self.renderer.release()

@@ -43,11 +43,16 @@ TrackingState = Literal["tracking", "lost", "reacquired", "no_face"]
 FOCAL_STATES: tuple[str, ...] = ("fixed", "not_observable", "estimating", "converged")
 TRACKING_STATES: tuple[str, ...] = ("tracking", "lost", "reacquired", "no_face")
 IRIS_IDS = np.arange(468, 478)
+# One-Euro (min cutoff Hz, beta per unit of speed) per output signal: the head centre (m), the
+# rotation (rad), expressions and joint poses. Slow cutoffs keep a still head still; beta opens
+# the filter at typical speeds (0.1 m/s, 1 rad/s) so fast motion does not lag.
+ONE_EURO = {"center": (0.4, 40.0), "rotation": (0.8, 4.0), "expr": (1.5, 2.0), "jaw": (1.5, 4.0), "eyes": (1.5, 4.0)}
 
 
 def default_focal_prior(width: int, height: int) -> "FocalPrior":
-    """A broad prior: ~53° horizontal field of view on the longer side, ±50 % (1σ, log scale)."""
-    return FocalPrior(focal_px=1.0 * max(width, height), sigma_rel=0.5, source="default")
+    """A broad prior: ~53° field of view across the longer side (a typical webcam or phone), with a
+    log-normal σ of 0.7 (1σ: 0.5x-2x; 2σ: 0.25x-4x)."""
+    return FocalPrior(focal_px=1.0 * max(width, height), sigma_rel=0.7, source="default")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class TrackerOptions:
     focal_px: float | None = None  # fixed focal length; None estimates it ("auto")
     focal_prior: FocalPrior | None = None  # prior for auto mode (None: default_focal_prior)
     principal_px: tuple[float, float] | None = None  # None: image centre
+    pixel_aspect: float = 1.0  # fy / fx, fixed (1 for square pixels; from a calibration otherwise)
     estimate_identity: bool = True
     iterations: int = 3
     landmark_sigma_px: float = 1.5  # per-frame noise scale of a landmark coordinate
@@ -89,11 +95,16 @@ class TrackerOptions:
     max_keyframes: int = 24
     refine_every: int = 8  # frames between joint refinements (when keyframes changed)
     refine_iterations: int = 2
+    # ρ error that MediaPipe's correlated landmark bias alone causes (measured with benchmarks/accuracy.py:
+    # landmark-only focal estimates land near 550-700 px whatever the truth, on 512² frames).
+    rho_bias_sigma_per_m: float = 1.5
+    focal_observable_sigma: float = 0.25  # posterior relative σ above which the state is "not_observable"
+    focal_converged_sigma: float = 0.08
     refine_budget_ms: float = 3.0  # time per frame given to the joint refinement running beside tracking
-    smoothing: bool = True  # One-Euro on outputs
-    smoothing_min_cutoff: float = 1.5
-    smoothing_beta: float = 2.0
+    smoothing: bool = True  # One-Euro on outputs (parameters per signal in ONE_EURO)
     reinit_after_s: float = 0.5  # re-initialise the pose after losing the face this long
+    initial_identity_iterations: int = 8
+    identity_follow_rate: float = 0.15  # fraction of an identity update applied per frame
     keep_history: bool = False  # keep every frame's observation for refine_sequence() (offline --refine)
     device: str = "cpu"
 
@@ -159,6 +170,9 @@ class LandmarkModel:
         self.shapedirs = torch.as_tensor(blend(head.shapedirs), **kw)  # (L, 3, S)
         self.exprdirs = torch.as_tensor(blend(head.exprdirs), **kw)  # (L, 3, E)
         self.head_center = torch.as_tensor(head.head_center, **kw)
+        offset, slope, self.rho_ref = embedding.bias_terms()
+        self.bias_offset = torch.as_tensor(offset[self.ids], **kw)  # (L, 3) MediaPipe's bias model
+        self.bias_slope = torch.as_tensor(slope[self.ids], **kw)  # (L, 3) per unit of ρ
         self.articulated = head.is_articulated
         self.has_iris = bool(np.isin(IRIS_IDS, self.ids).all()) and head.has_joint("left_eye")
         if self.articulated:
@@ -254,7 +268,10 @@ class Tracker:
         self.log_focal = torch.tensor(math.log(options.focal_px if self.focal_fixed else prior.focal_px), **kw)
         self.focal_sigma_rel = 0.0 if self.focal_fixed else prior.sigma_rel
         self.focal_state: str = "fixed" if self.focal_fixed else "not_observable"
-        self.shape = torch.zeros(head.num_shape, **kw)
+        self.shape = torch.zeros(head.num_shape, **kw)  # the shared identity estimate (refinement's)
+        # The identity frames are fitted and reported with: it follows ``shape`` gradually, so an
+        # identity update never pops the mesh (its depth is re-solved a little each frame).
+        self.shape_live = self.shape.clone()
         self.shape_version = 0
         bounded = head.kind in {"ict", "builtin"} or bool(head.expression_names)
         self.expr_bounds = (0.0, 1.0) if bounded else None
@@ -264,8 +281,7 @@ class Tracker:
         self.keyframes: list[_Keyframe] = []
         self._frames_since_refine = 0
         self._keyframes_changed = False
-        self._filters = {k: OneEuroFilter(options.smoothing_min_cutoff, options.smoothing_beta)
-                         for k in ("rotation", "translation", "expr", "jaw", "eyes")}
+        self._filters = {k: OneEuroFilter(*params) for k, params in ONE_EURO.items()}
         self._recent_fits: deque[float] = deque(maxlen=30)
         self._last_result: TrackResult | None = None
         self._temporal_scale = 1.0
@@ -282,7 +298,7 @@ class Tracker:
 
     def intrinsics(self) -> np.ndarray:
         f = self.options.focal_px if self.focal_fixed else self.focal_px
-        return np.array([f, f, float(self.principal[0]), float(self.principal[1])])
+        return np.array([f, f * self.options.pixel_aspect, float(self.principal[0]), float(self.principal[1])])
 
     def set_focal_prior(self, prior: FocalPrior) -> None:
         """Use a new prior (profile, metadata, regressor); the estimate moves at the next refinement."""
@@ -316,7 +332,16 @@ class Tracker:
         self.state, _ = self._solve_frame(uv, weight, self.state, previous, self.options.iterations)
         self.last_seen_s = timestamp_s
         fit = self._fit_error(uv, self.state)
+        first = not self.keyframes and self._last_result is None
         self._consider_keyframe(frame_index, uv, weight, fit)
+        if first and self.keyframes and self.options.estimate_identity:
+            # Pixel3DMM-style start: fit the identity to the first frame before tracking on, so the
+            # online refinement only has small corrections left (a one-off cost of ~0.1 s).
+            self.refine_shared(self.options.initial_identity_iterations)
+            self._follow_shape(1.0)
+            self.state, _ = self._solve_frame(uv, weight, self.state, None, self.options.iterations)
+            fit = self._fit_error(uv, self.state)
+            self._keyframes_changed = False
         self._frames_since_refine += 1
         if self._refine_job is None and self._keyframes_changed and self._frames_since_refine >= self.options.refine_every:
             self._refine_job = self._refine_steps(self.options.refine_iterations)
@@ -328,12 +353,20 @@ class Tracker:
                     break
             else:
                 self._refine_job = None
+        self._follow_shape()
         tracking = "reacquired" if reacquired else "tracking"
         self._last_result = self._result(frame_index, timestamp_s, tracking, landmarks_px, fit, self._confidence(fit, uv))
         if self.options.keep_history:
             self.history.append(_Keyframe(frame_index, uv, weight, self.state.clone(), (0, 0), fit))
             self._history_meta[frame_index] = (timestamp_s, np.asarray(landmarks_px, np.float64), tracking)
         return self._last_result
+
+    def _follow_shape(self, rate: float | None = None) -> None:
+        """Move the live identity towards the estimate (a fraction per frame; 1 jumps)."""
+        gap = self.shape - self.shape_live
+        if float(gap.abs().max()) > 1e-4:
+            self.shape_live = self.shape_live + (self.options.identity_follow_rate if rate is None else rate) * gap
+            self.shape_version += 1
 
     def refine_sequence(self, rounds: int = 3, batch: int = 48, seed: int = 0,
                         smoothness: float = 0.3) -> list[TrackResult]:
@@ -352,7 +385,11 @@ class Tracker:
         self._temporal_scale = smoothness
         for _ in range(rounds):
             pick = rng.choice(len(frames), size=min(batch, len(frames)), replace=False)
-            self.refine_shared(2, [frames[i] for i in sorted(pick)] + self.keyframes)
+            # A random batch plus the frames chosen as keyframes online (each observation once).
+            key_ids = {k.frame_index for k in self.keyframes}
+            chosen = sorted(set(pick.tolist()) | {i for i, f in enumerate(frames) if f.frame_index in key_ids})
+            self.refine_shared(2, [frames[i] for i in chosen])
+            self._follow_shape(1.0)
             for _sweep in range(2):
                 for i, kf in enumerate(frames):
                     neighbours = [frames[j].state for j in (i - 1, i + 1) if 0 <= j < len(frames)]
@@ -387,7 +424,7 @@ class Tracker:
             rot = camera.axis_angle_to_matrix(torch.as_tensor(prior.rotation, **kw))
             trans = torch.as_tensor(prior.translation, **kw)
         else:
-            pts = self.model.points(self.shape[None], zeros(E)[None])[0].cpu().numpy()
+            pts = self.model.points(self.shape_live[None], zeros(E)[None])[0].cpu().numpy()
             use = (weight > 0).cpu().numpy()
             k_matrix = camera.intrinsics_matrix(torch.as_tensor(self.intrinsics())).numpy()
             ok, rvec, tvec = cv2.solvePnP(pts[use], uv.cpu().numpy()[use], k_matrix, None, flags=cv2.SOLVEPNP_SQPNP)
@@ -413,14 +450,24 @@ class Tracker:
             blocks.append(("eyes", 6))
         return blocks
 
+    def _state_rho(self, state: _State) -> torch.Tensor:
+        """ρ = 1/Z0 of a state (0 in ortho mode, which assumes it)."""
+        if self.ortho:
+            return torch.zeros((), **self.kw)
+        return 1.0 / (self.flip[2] * (state.rot[2] @ self.model.head_center) + state.trans[2])
+
+    def _bias(self, state: _State) -> torch.Tensor:
+        """(L, 3) where MediaPipe sees each landmark relative to its surface point, at this ρ."""
+        return self.model.bias_offset + self.model.bias_slope * (self._state_rho(state) - self.model.rho_ref)
+
     def _points(self, state: _State, shape: torch.Tensor, with_jacobian: bool):
-        """Unrotated landmark points (L, 3) and, for articulated models, their jaw/eye derivative
-        columns (L, 3, k) by forward differences in one batched forward pass."""
+        """Unrotated landmark points as MediaPipe would place them (L, 3) and, for articulated
+        models, their jaw/eye derivative columns (L, 3, k) by forward differences in one batch."""
         if not self.model.articulated:
             if shape is not self._shaped_for:
                 self._shaped = self.model.template + self.model.shapedirs @ shape
                 self._shaped_for = shape
-            return self._shaped + self.model.exprdirs @ state.expr, None
+            return self._shaped + self.model.exprdirs @ state.expr + self._bias(state), None
         eps = 1e-4
         n_jaw = 3 if self.head.has_joint("jaw") else 0
         n_eyes = 6 if self.model.has_iris else 0
@@ -432,7 +479,7 @@ class Tracker:
                                     pose[:, :3], pose[:, 3:])
         pts = pts_all[0]
         art = ((pts_all[1:] - pts) / eps).permute(1, 2, 0) if k else None
-        return pts, art
+        return pts + self._bias(state), art
 
     def _evaluate(self, state: _State, shape: torch.Tensor, with_jacobian: bool, shared: tuple[str, ...] = ()):
         """Projected landmarks (L, 2) and, on request, Jacobian blocks (L, 2, n) by parameter group."""
@@ -451,16 +498,21 @@ class Tracker:
         else:
             cam = pts @ flip_rot.T + state.trans
             f = torch.exp(self.log_focal)
-            uv = camera.project_perspective(cam, torch.stack([f, f, self.principal[0], self.principal[1]]))
+            fy = f * self.options.pixel_aspect
+            uv = camera.project_perspective(cam, torch.stack([f, fy, self.principal[0], self.principal[1]]))
             if not with_jacobian:
                 return uv, None, None
             inv_z = 1.0 / cam[:, 2]
-            fz = f * inv_z
+            fz, fyz = f * inv_z, fy * inv_z
             zero = torch.zeros_like(fz)
-            dudx = torch.stack([fz, zero, -cam[:, 0] * fz * inv_z, zero, fz, -cam[:, 1] * fz * inv_z], -1).view(-1, 2, 3)
-            j_cam = dudx
+            dudx = torch.stack([fz, zero, -cam[:, 0] * fz * inv_z, zero, fyz, -cam[:, 1] * fyz * inv_z], -1).view(-1, 2, 3)
             p_rot = pts
         m = dudx @ flip_rot  # d uv / d (unrotated model point), (L, 2, 3)
+        if not self.ortho:
+            # The bias model moves with ρ = 1/Z0: dρ/dt_z = -ρ².
+            rho = self._state_rho(state)
+            bias_move = m @ self.model.bias_slope[..., None]  # (L, 2, 1) d uv / d ρ
+            j_cam = torch.cat([dudx[..., :2], dudx[..., 2:] - rho ** 2 * bias_move], -1)
         # Rotation: right perturbation R <- R exp(δ), d(R exp(δ) p)/dδ = -R [p]x; a row r times
         # -[p]x is the cross product p x r.
         cols = {"rot": torch.linalg.cross(p_rot[:, None, :].expand_as(m), m), "cam": j_cam,
@@ -479,21 +531,32 @@ class Tracker:
             if "focal" in shared:
                 # d uv / d log f with the head's depth scaled by f (see _rescale_for_focal): the image
                 # scale cancels to first order and what is left is the perspective signal.
+                # The shared unknown is ψ = 1/f: each frame's ρ = S·ψ, so the perspective signal is
+                # about linear in ψ (in log f the likelihood is flat towards long lenses, steep
+                # towards short ones, and Gauss-Newton crawls). d/dψ = -f · d/dlog f.
                 depth = (flip_rot @ self.model.head_center + state.trans)[2]
-                shared_cols["focal"] = ((uv - self.principal) + dudx[..., 2] * depth)[..., None]
+                shared_cols["focal"] = (-f * ((uv - self.principal) + dudx[..., 2] * depth)
+                                        + f * rho * bias_move[..., 0])[..., None]  # ρ ∝ ψ here
         return uv, cols, shared_cols
 
-    def _robust_weights(self, resid: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
+    def _robust(self, resid: torch.Tensor, weight: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
+        """Huber loss on each landmark's 2D residual: IRLS weights (L,) and the cost.
+
+        cost = Σ weight/σ² · (|r|² if |r| <= k else 2k|r| - k²), whose half-gradient is Jᵀ·W·r with
+        these weights, so the normal equations and the cost agree."""
         norm = resid.norm(dim=-1)
         k = self.options.huber_sigmas * self.options.landmark_sigma_px
-        huber = torch.where(norm > k, k / norm.clamp_min(1e-9), torch.ones_like(norm))
-        return weight * huber / sigma ** 2
+        inlier = norm <= k
+        irls = torch.where(inlier, torch.ones_like(norm), k / norm.clamp_min(1e-9))
+        loss = torch.where(inlier, norm ** 2, 2 * k * norm - k ** 2)
+        scale = weight / sigma ** 2
+        return scale * irls, float((scale * loss).sum())
 
     def _normal_equations(self, uv_obs, weight, state: _State, shape, previous: _State | None,
                           shared: tuple[str, ...], data_sigma: float) -> _Normal:
         uv, cols, shared_cols = self._evaluate(state, shape, True, shared)
         resid = uv - uv_obs  # (L, 2)
-        w = self._robust_weights(resid, weight, data_sigma)  # (L,)
+        w, cost = self._robust(resid, weight, data_sigma)  # (L,)
         blocks = self._blocks()
         jac = torch.cat([cols[name] for name, _ in blocks], -1).reshape(-1, sum(w_ for _, w_ in blocks))  # (2L, n)
         w2 = w.repeat_interleave(2)
@@ -501,7 +564,6 @@ class Tracker:
         jw = jac * w2[:, None]
         h_local = jw.T @ jac
         g_local = jw.T @ r2
-        cost = float((w * (resid ** 2).sum(-1)).sum())
         offsets = dict(zip((n for n, _ in blocks), np.cumsum([0] + [w_ for _, w_ in blocks])[:-1].tolist()))
         diag = torch.zeros(len(g_local), **self.kw)
         grad = torch.zeros(len(g_local), **self.kw)
@@ -512,6 +574,7 @@ class Tracker:
             cost += float((diff ** 2).sum()) / sigma ** 2
         h_local = h_local + torch.diag(diag)
         g_local = g_local + grad
+        fixed = self._active_bounds(state, g_local, offsets["expr"])
         h_cross = h_shared = g_shared = None
         if shared_cols:
             js = torch.cat(list(shared_cols.values()), -1).reshape(len(r2), -1)
@@ -519,6 +582,15 @@ class Tracker:
             h_cross = jw.T @ js
             h_shared = jsw.T @ js
             g_shared = jsw.T @ r2
+            if fixed is not None:
+                h_cross[fixed] = 0.0
+        if fixed is not None:
+            # Expressions held at a bound take no step: a step that is clamped afterwards is not
+            # the one Gauss-Newton solved for, and through the coupled unknowns it can raise the cost.
+            h_local[fixed] = 0.0
+            h_local[:, fixed] = 0.0
+            h_local[fixed, fixed] = 1.0
+            g_local[fixed] = 0.0
         return _Normal(h_local, h_cross, h_shared, g_local, g_shared, cost)
 
     def _apply(self, state: _State, delta: torch.Tensor) -> _State:
@@ -544,6 +616,15 @@ class Tracker:
             elif name == "eyes":
                 new.eyes = state.eyes + d
         return new
+
+    def _active_bounds(self, state: _State, g_local: torch.Tensor, start: int) -> torch.Tensor | None:
+        """Local columns of expressions at a bound whose gradient pushes them outwards (or None)."""
+        if self.expr_bounds is None:
+            return None
+        lo, hi = self.expr_bounds
+        g = g_local[start:start + len(state.expr)]
+        held = ((state.expr <= lo + 1e-9) & (g > 0)) | ((state.expr >= hi - 1e-9) & (g < 0))
+        return torch.nonzero(held).flatten() + start if bool(held.any()) else None
 
     def _priors(self, state: _State, previous: _State | None) -> list[tuple[str, int, torch.Tensor, float]]:
         """Gaussian priors as (block, first column in the block, value - mean, σ)."""
@@ -572,8 +653,7 @@ class Tracker:
         """The objective of :meth:`_normal_equations` without its Jacobians."""
         uv, _, _ = self._evaluate(state, shape, False)
         resid = uv - uv_obs
-        w = self._robust_weights(resid, weight, data_sigma)
-        cost = float((w * (resid ** 2).sum(-1)).sum())
+        _, cost = self._robust(resid, weight, data_sigma)
         return cost + sum(float((d ** 2).sum()) / sg ** 2 for _, _, d, sg in self._priors(state, previous))
 
     def _solve_frame(self, uv_obs, weight, state: _State, previous: _State | None, iterations: int,
@@ -583,7 +663,7 @@ class Tracker:
         A trial step is first judged by its cost alone; its Jacobian is computed only when the
         step is taken and another iteration follows. Stops early once steps stop paying.
         """
-        shape = self.shape if shape is None else shape
+        shape = self.shape_live if shape is None else shape
         sigma = self.options.landmark_sigma_px
         lam = 1e-3
         normal = self._normal_equations(uv_obs, weight, state, shape, previous, (), sigma)
@@ -605,7 +685,7 @@ class Tracker:
         return state, cost
 
     def _fit_error(self, uv_obs: torch.Tensor, state: _State) -> float:
-        uv, _, _ = self._evaluate(state, self.shape, False)
+        uv, _, _ = self._evaluate(state, self.shape_live, False)
         return float((uv - uv_obs).norm(dim=-1).pow(2).mean().sqrt())
 
     def _confidence(self, fit_px: float, uv_obs: torch.Tensor) -> float:
@@ -651,7 +731,7 @@ class Tracker:
             parts.append(self.shape)
         if not self.focal_fixed and not self.ortho:
             names.append("focal")
-            parts.append(self.log_focal[None])
+            parts.append(torch.exp(-self.log_focal)[None])  # ψ = 1/f
         if only is not None:
             parts = [p for n, p in zip(names, parts) if n in only]
             names = [n for n in names if n in only]
@@ -669,72 +749,112 @@ class Tracker:
 
     def _refine_steps(self, iterations: int, frames: list[_Keyframe] | None = None):
         """Schur-complement Levenberg-Marquardt on the shared unknowns, as a generator that yields
-        after each keyframe's work so the online loop can run it in time slices between frames."""
+        after each keyframe's work so the online loop can run it in time slices between frames.
+
+        Identity and the keyframes' own unknowns take joint LM steps. The focal length (ψ = 1/f)
+        moves first, in closed form: the data's marginal information about ψ (identity
+        eliminated) is a Gaussian whose variance gets the landmark-bias floor added
+        (``rho_bias_sigma_per_m``), then it is combined with the prior. A step that only the
+        data's bias would justify is therefore damped by the prior, and the reported σ says so.
+        """
         frames = list(self.keyframes if frames is None else frames)
         names, _ = self._shared_vector()
         if not frames or not names:
             return
         sigma = self._data_sigma_shared()
-        focal_before = float(self.log_focal)
+        n_shape = self.head.num_shape if "shape" in names else 0
         lam = 1e-3
-        for iteration in range(iterations):
-            prec, grad, cost = self._shared_prior(names)
-            s_mat, s_grad, per_frame = torch.diag(prec), grad.clone(), []
+        for _iteration in range(iterations):
+            s_mat = torch.zeros(len(self._shared_vector(names)[1]), len(self._shared_vector(names)[1]), **self.kw)
+            s_grad = torch.zeros(len(s_mat), **self.kw)
+            normals = []
             for kf in frames:
                 ne = self._normal_equations(kf.uv, kf.weight, kf.state, self.shape, None, tuple(names), sigma)
                 h_inv = torch.linalg.inv(ne.h_local + 1e-9 * torch.eye(len(ne.h_local), **self.kw))
                 s_mat = s_mat + ne.h_shared - ne.h_cross.T @ h_inv @ ne.h_cross
                 s_grad = s_grad + ne.g_shared - ne.h_cross.T @ h_inv @ ne.g_local
-                cost += ne.cost
-                per_frame.append((ne, h_inv))
+                normals.append(ne)
                 yield
-            if iteration == 0 and "focal" in names:
-                # The focal length only moves once the data alone can say something about it.
-                self._update_focal_uncertainty(s_mat, len(frames))
-                if self.focal_state == "not_observable":
-                    keep = torch.arange(len(s_grad) - 1, device=self.dev)
-                    s_mat, s_grad, names = s_mat[keep][:, keep], s_grad[keep], [n for n in names if n != "focal"]
-                    per_frame = [(replace(ne, h_cross=ne.h_cross[:, keep]), h_inv) for ne, h_inv in per_frame]
-                    cost -= float(self._shared_prior(["focal"])[2])
-                    if not names:
-                        break
-            for _attempt in range(4):  # Levenberg-Marquardt: damp more until the step lowers the cost
-                d_shared = -torch.linalg.solve(s_mat + lam * torch.diag(s_mat.diagonal()), s_grad)
-                if "focal" in names:  # trust region on the focal step (whole step scaled: stays consistent)
-                    d_shared = d_shared * min(1.0, 0.1 / max(float(d_shared[-1].abs()), 1e-12))
-                old = (self.shape, self.log_focal, [kf.state for kf in frames])
-                self._apply_shared(names, d_shared)
-                for kf, (ne, h_inv) in zip(frames, per_frame):
-                    kf.state = kf.state.clone()
-                    self._rescale_for_focal(kf.state, float(old[1]))
+            if n_shape:
+                s_mat[:n_shape, :n_shape] += torch.eye(n_shape, **self.kw)  # identity prior N(0, 1)
+                s_grad[:n_shape] += self.shape
+            d_focal = torch.zeros(1 if "focal" in names else 0, **self.kw)
+            if "focal" in names:
+                d_focal = self._focal_step(s_mat, s_grad, n_shape, len(frames))
+                if float(d_focal.abs()) > 0:
+                    old_log_f = float(self.log_focal)
+                    self._apply_shared(["focal"], d_focal)
+                    for kf in frames:
+                        kf.state = kf.state.clone()
+                        self._rescale_for_focal(kf.state, old_log_f)
+                    if self.state is not None:  # the live frame too, at once: the next frame starts consistent
+                        self._rescale_for_focal(self.state, old_log_f)
+            cost = float((self.shape ** 2).sum()) if n_shape else 0.0
+            for kf in frames:
+                cost += self._cost(kf.uv, kf.weight, kf.state, self.shape, None, sigma)
+            yield
+            if not n_shape:
+                continue
+            for _attempt in range(4):  # Levenberg-Marquardt on everything: damp until the cost drops
+                # Reduced system for identity with damped keyframe blocks (ψ already moved).
+                a_ss = torch.eye(n_shape, **self.kw)
+                g_s = self.shape.clone()
+                inverses = []
+                for ne in normals:
+                    h_inv = torch.linalg.inv(ne.h_local + lam * torch.diag(ne.h_local.diagonal())
+                                             + 1e-9 * torch.eye(len(ne.h_local), **self.kw))
+                    cross_s, cross_f = ne.h_cross[:, :n_shape], ne.h_cross[:, n_shape:]
+                    a_ss = a_ss + ne.h_shared[:n_shape, :n_shape] - cross_s.T @ h_inv @ cross_s
+                    g_s = g_s + ne.g_shared[:n_shape] + ne.h_shared[:n_shape, n_shape:] @ d_focal \
+                        - cross_s.T @ h_inv @ (ne.g_local + cross_f @ d_focal)
+                    inverses.append(h_inv)
+                d_shape = -torch.linalg.solve(a_ss + lam * torch.diag(a_ss.diagonal()), g_s)
+                d_shared = torch.cat([d_shape, d_focal])
+                old = (self.shape, [kf.state for kf in frames])
+                self.shape = self.shape + d_shape
+                for kf, ne, h_inv in zip(frames, normals, inverses):
                     kf.state = self._apply(kf.state, -h_inv @ (ne.g_local + ne.h_cross @ d_shared))
-                new_cost = self._shared_prior(names)[2]
+                new_cost = float((self.shape ** 2).sum())
                 for kf in frames:
                     new_cost += self._cost(kf.uv, kf.weight, kf.state, self.shape, None, sigma)
                 yield
                 if new_cost <= cost:
                     lam = max(lam / 5, 1e-6)
                     break
-                self.shape, self.log_focal, states = old
+                self.shape, states = old
                 for kf, st in zip(frames, states):
                     kf.state = st
                 lam *= 10
-        if self.state is not None:
-            self._rescale_for_focal(self.state, focal_before)
-        self.shape_version += 1
 
-    def _shared_prior(self, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Prior precision, gradient and cost of the shared vector (identity N(0,1), log-normal focal)."""
-        _, vec = self._shared_vector(names)
-        prec = torch.zeros(len(vec), **self.kw)
-        mean = torch.zeros(len(vec), **self.kw)
-        if "shape" in names:
-            prec[: self.head.num_shape] = 1.0
-        if "focal" in names:
-            prec[-1] = 1.0 / self.focal_prior.sigma_rel ** 2
-            mean[-1] = math.log(self.focal_prior.focal_px)
-        diff = vec - mean
-        return prec, prec * diff, float((prec * diff ** 2).sum())
+    def _focal_step(self, s_mat: torch.Tensor, s_grad: torch.Tensor, n_shape: int, num_frames: int) -> torch.Tensor:
+        """Closed-form ψ update from the data's marginal (identity eliminated) plus the bias floor
+        and the prior; also updates the focal uncertainty and state. Returns δψ, shape (1,)."""
+        psi = float(torch.exp(-self.log_focal))
+        info, grad = float(s_mat[-1, -1]), float(s_grad[-1])
+        if n_shape:
+            solve = torch.linalg.solve(s_mat[:n_shape, :n_shape], torch.stack([s_mat[:n_shape, -1], s_grad[:n_shape]], 1))
+            info -= float(s_mat[-1, :n_shape] @ solve[:, 0])
+            grad -= float(s_mat[-1, :n_shape] @ solve[:, 1])
+        rho = float(np.mean([self._rho(k.state) for k in self.keyframes])) if self.keyframes else self._rho(self.state)
+        bias_var = (self.options.rho_bias_sigma_per_m * psi / max(rho, 1e-6)) ** 2
+        var_data = (1.0 / info if info > 0 else float("inf")) + bias_var
+        psi_data = psi - grad / info if info > 0 else psi
+        sigma_p = self.focal_prior.sigma_rel
+        jac_p = -1.0 / (psi * sigma_p)  # of the prior residual (log f - μ)/σ
+        psi_prior = psi - ((float(self.log_focal) - math.log(self.focal_prior.focal_px)) / sigma_p) / jac_p
+        w_data, w_prior = 1.0 / var_data, jac_p ** 2
+        psi_post = (w_data * psi_data + w_prior * psi_prior) / (w_data + w_prior)
+        self.focal_sigma_rel = math.sqrt(1.0 / (w_data + w_prior)) / psi
+        yaw_bins = {k.bin[0] for k in self.keyframes}
+        if num_frames < 3 or len(yaw_bins) < 3:
+            self.focal_state = "not_observable"  # too little pose diversity to weigh the data at all
+            self.focal_sigma_rel = sigma_p
+            return torch.zeros(1, **self.kw)
+        o = self.options
+        self.focal_state = ("converged" if self.focal_sigma_rel < o.focal_converged_sigma else
+                            "estimating" if self.focal_sigma_rel < o.focal_observable_sigma else "not_observable")
+        step = float(np.clip(math.log(max(psi_post, 1e-12) / psi), -0.5, 0.5))  # |Δ log ψ| <= 0.5 per step
+        return torch.tensor([psi * (math.exp(step) - 1)], **self.kw)
 
     def _apply_shared(self, names: list[str], delta: torch.Tensor) -> None:
         start = 0
@@ -743,24 +863,12 @@ class Tracker:
                 self.shape = self.shape + delta[: self.head.num_shape]
                 start = self.head.num_shape
             elif name == "focal":
-                self.log_focal = self.log_focal + delta[start]
+                psi = torch.exp(-self.log_focal) + delta[start]
+                longest = max(self.width, self.height)  # keep f within [0.2, 50] image sizes
+                self.log_focal = -torch.log(psi.clamp(1.0 / (50 * longest), 1.0 / (0.2 * longest)))
 
-    def _update_focal_uncertainty(self, s_mat: torch.Tensor, num_frames: int) -> None:
-        """Posterior σ of log f from the reduced normal equations (focal last), and the focal state."""
-        cov = torch.linalg.inv(s_mat)
-        sigma_post = float(cov[-1, -1].clamp_min(0).sqrt())
-        data_only = s_mat.clone()
-        data_only[-1, -1] -= 1.0 / self.focal_prior.sigma_rel ** 2
-        try:
-            sigma_data = float(torch.linalg.inv(data_only)[-1, -1].clamp_min(0).sqrt())
-        except torch.linalg.LinAlgError:
-            sigma_data = float("inf")
-        yaw_bins = {k.bin[0] for k in self.keyframes}
-        if num_frames < 3 or len(yaw_bins) < 3 or not math.isfinite(sigma_data) or sigma_data > 0.3:
-            self.focal_state = "not_observable"
-        else:
-            self.focal_state = "converged" if sigma_post < 0.05 else "estimating"
-        self.focal_sigma_rel = sigma_post
+    def _rho(self, state: _State) -> float:
+        return 1.0 / float((self.flip * (state.rot @ self.model.head_center) + state.trans)[2])
 
     def _set_focal(self, log_f: float) -> None:
         """Change the shared focal length, rescaling the current head so its projection stays put."""
@@ -789,7 +897,7 @@ class Tracker:
         sigma_px = self.focal_px * self.focal_sigma_rel
         if self.state is None:
             z3 = np.zeros(3)
-            return TrackResult(frame_index, timestamp_s, tracking_state, self.shape.cpu().numpy(), np.zeros(E), z3, z3,
+            return TrackResult(frame_index, timestamp_s, tracking_state, self.shape_live.cpu().numpy(), np.zeros(E), z3, z3,
                                z3, z3, np.zeros(6), intr, float("nan"), sigma_px, self.focal_state, float("nan"), 0.0,
                                nan2, nan2, self.shape_version, self.options.camera_mode)
         st = self.state
@@ -805,17 +913,22 @@ class Tracker:
             translation = st.trans.cpu().numpy()
             center_cam = (self.flip * (st.rot @ self.model.head_center) + st.trans).cpu().numpy()
             rho = 1.0 / float(center_cam[2])
-        values = {"rotation": rotation, "translation": translation, "expr": st.expr.cpu().numpy(),
+        values = {"rotation": rotation, "center": center_cam, "expr": st.expr.cpu().numpy(),
                   "jaw": st.jaw.cpu().numpy(), "eyes": st.eyes.cpu().numpy()}
         if smooth and self.options.smoothing and tracking_state in ("tracking", "reacquired"):
+            # Filter the head centre, not the translation: the translation of a rotation about the
+            # origin carries the rotation too, and filtering both would make the head wobble.
             values = {k: self._filters[k](v, timestamp_s) for k, v in values.items()}
+            rot_cam = camera.rotation_model_to_camera(torch.as_tensor(values["rotation"], dtype=torch.float64)).numpy()
+            translation = values["center"] - rot_cam @ self.head.head_center.astype(np.float64)
+        values["translation"] = translation
         fitted = nan2.copy()
-        uv, _, _ = self._evaluate(st, self.shape, False)
+        uv, _, _ = self._evaluate(st, self.shape_live, False)
         fitted[self.model.ids] = uv.cpu().numpy()
         detected = nan2 if landmarks_px is None else np.asarray(landmarks_px, np.float64)
         return TrackResult(
             frame_index=frame_index, timestamp_s=timestamp_s, tracking_state=tracking_state,
-            shape=self.shape.cpu().numpy().copy(), expr=values["expr"], rotation=values["rotation"],
+            shape=self.shape_live.cpu().numpy().copy(), expr=values["expr"], rotation=values["rotation"],
             translation=values["translation"], neck_pose=np.zeros(3), jaw_pose=values["jaw"], eyes_pose=values["eyes"],
             intrinsics=intr, rho_per_m=rho, focal_sigma_px=sigma_px, focal_state=self.focal_state,
             fit_error_px=fit_px, confidence=confidence, landmarks_px=detected, fitted_landmarks_px=fitted,

@@ -1,0 +1,463 @@
+"""The desktop app: wires :class:`ui.main_window.MainWindow` to the tracking thread and the exporter.
+
+``run_gui(options)`` creates the QApplication (OpenGL 3.3 core requested first), the window and
+a :class:`GuiController`, starts a session and runs the event loop. The controller owns the
+threads (:class:`app.gui_worker.TrackingThread`, :class:`ExportThread`), keeps only the newest
+frame result for display (latest wins), feeds the plots and the status bar, drives the recorder
+and shuts every thread down before the window closes.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QFileDialog
+
+from app.gui_worker import RecordingStatus, SessionInfo, TrackingThread, default_recording_path
+from core.session import SessionOptions
+
+STATUS_INTERVAL_MS = 250
+PLOT_INTERVAL_MS = 100
+
+
+class ExportThread(QThread):
+    """Exports a recording (per-frame OBJ / PLY meshes or one .npz) off the GUI thread; cancellable."""
+
+    progressed = Signal(int, int)
+    succeeded = Signal(str)
+    failed = Signal(str)
+
+    class _Cancelled(Exception):
+        pass
+
+    def __init__(self, recording: str, fmt: str, target: str, parent=None):
+        super().__init__(parent)
+        self.recording, self.fmt, self.target = recording, fmt, target
+        self._cancel = False
+        self.setObjectName("flamecam-export")
+
+    def cancel(self) -> None:
+        self._cancel = True
+
+    def run(self) -> None:
+        from core.recording import RecordingFormatError, load  # noqa: PLC0415
+
+        try:
+            rec = load(self.recording)
+            if len(rec) == 0:
+                self.failed.emit(f"{self.recording} holds no frames to export")
+                return
+            if self.fmt == "npz":
+                rec.to_npz(self.target)
+                self.succeeded.emit(f"Exported {len(rec)} frames to {self.target}")
+                return
+            from core.export import ModelMismatchError, export_meshes, resolve_model  # noqa: PLC0415
+            from core.model_io import ModelFileError  # noqa: PLC0415
+
+            try:
+                head = resolve_model(rec)
+            except (ModelFileError, ModelMismatchError) as exc:
+                self.failed.emit(f"Cannot export {Path(self.recording).name}: {exc}")
+                return
+
+            def progress(done: int, total: int) -> None:
+                if self._cancel:
+                    raise ExportThread._Cancelled()
+                self.progressed.emit(done, total)
+
+            result = export_meshes(rec, head, self.target, fmt=self.fmt, progress=progress)
+            note = (f" ({len(result.skipped_frame_indices)} frames without a pose skipped)"
+                    if result.skipped_frame_indices else "")
+            self.succeeded.emit(f"Exported {len(result.paths)} {self.fmt.upper()} meshes to {self.target}{note}")
+        except ExportThread._Cancelled:
+            self.failed.emit(f"Export to {self.target} cancelled; the files written so far are complete")
+        except (RecordingFormatError, FileExistsError, ValueError) as exc:
+            self.failed.emit(f"Cannot export {Path(self.recording).name}: {exc}")
+        except OSError as exc:
+            self.failed.emit(f"Export to {self.target} failed: {exc.strerror or exc}")
+        except Exception as exc:  # noqa: BLE001  (nothing may escape a QThread)
+            self.failed.emit(f"Export failed: {type(exc).__name__}: {exc}")
+
+
+class GuiController(QObject):
+    """Connects the window to the tracking and export threads (see module docstring)."""
+
+    sessionStarted = Signal(object)  # SessionInfo, re-emitted for tests and tools
+    runFinished = Signal(object)
+
+    def __init__(self, window, base_options: SessionOptions | None = None, source_factory=None, parent=None):
+        super().__init__(parent)
+        self.window = window
+        self.base_options = base_options or SessionOptions(device="auto")
+        self._source_factory = source_factory  # tests: build the source instead of opening a spec
+        self.worker: TrackingThread | None = None
+        self.export_thread: ExportThread | None = None
+        self._retired: list[QThread] = []
+        self._session_id = 0
+        self.session: SessionInfo | None = None
+        self.latest = None  # newest FrameResult
+        self.frames_received = 0
+        self._arrivals: deque[float] = deque(maxlen=240)
+        self._t0 = time.monotonic()
+        self._recording: RecordingStatus | None = None
+        self._record_t0 = 0.0
+        self.recordings: list[RecordingStatus] = []  # finished ones, newest last
+        self._warned: set[str] = set()
+        self._closing = False
+
+        w = window
+        w.startRequested.connect(self.start)
+        w.stopRequested.connect(self.stop)
+        w.sessionChanged.connect(self._on_session_changed)
+        w.recordToggled.connect(self.set_recording)
+        w.exportRequested.connect(self._ask_export)
+        w.exportFileRequested.connect(self._ask_export_file)
+        w.refreshWebcamsRequested.connect(self.refresh_webcams)
+        w.aboutToClose.connect(self.shutdown)
+        self.status_timer = QTimer(self)
+        self.status_timer.setInterval(STATUS_INTERVAL_MS)
+        self.status_timer.timeout.connect(self._update_status)
+        self.status_timer.start()
+        self.plot_timer = QTimer(self)
+        self.plot_timer.setInterval(PLOT_INTERVAL_MS)
+        self.plot_timer.timeout.connect(w.plots.refresh)
+        self.plot_timer.start()
+        w.set_running(False)
+
+    # -- sources -------------------------------------------------------------------------------------
+
+    def refresh_webcams(self) -> list[int]:
+        from core.sources import list_webcams  # noqa: PLC0415
+
+        cams = list_webcams()
+        self.window.source_panel.set_webcams(cams)
+        return cams
+
+    def apply_initial_choice(self, source: str = "auto", model: str | None = None, camera_mode: str | None = None,
+                             focal: str | None = None, fov_deg: float | None = None) -> None:
+        """Put command-line choices into the panels; 'auto' picks the first webcam, else synthetic (notice)."""
+        w = self.window
+        if source == "auto":
+            cams = self.refresh_webcams()
+            if cams:
+                w.source_panel.set_spec(f"webcam:{cams[0]}")
+            else:
+                from ui.panels import SYNTHETIC_SPEC  # noqa: PLC0415
+
+                w.source_panel.set_spec(SYNTHETIC_SPEC)
+                w.show_message("No webcam found, so flamecam shows its synthetic source: a rendered head whose "
+                               "focal length and pose are known. Pick a video file or image folder in Source "
+                               "(or drop one on the window) to track your own footage.", "info")
+        else:
+            self.refresh_webcams()
+            w.source_panel.set_spec(source)
+        if model is not None:
+            w.model_panel.set_model(model)
+        if camera_mode == "ortho":
+            w.camera_panel.set_mode("ortho")
+        elif fov_deg is not None:
+            w.camera_panel.set_mode("fov", fov_deg=fov_deg)
+        elif focal not in (None, "auto"):
+            w.camera_panel.set_mode("focal", focal_px=float(focal))
+        elif camera_mode == "perspective" or focal == "auto":
+            w.camera_panel.set_mode("auto")
+
+    def options(self) -> SessionOptions:
+        w = self.window
+        return replace(self.base_options, source=w.source_panel.spec(), model=w.model_panel.model(),
+                       **w.camera_panel.options())
+
+    # -- sessions ------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.isRunning()
+
+    def start(self, options: SessionOptions | None = None) -> TrackingThread:
+        """(Re)start tracking with ``options`` (default: the panels' choices)."""
+        self._stop_worker()
+        options = options or self.options()
+        self._session_id += 1
+        worker = TrackingThread(options, source_factory=self._source_factory, parent=None)
+        worker.session_id = self._session_id
+        worker.sessionStarted.connect(self._on_session_started)
+        worker.frameReady.connect(self._on_frame)
+        worker.notice.connect(self._on_notice)
+        worker.failed.connect(self._on_failed)
+        worker.recordingChanged.connect(self._on_recording)
+        worker.runFinished.connect(self._on_run_finished)
+        self.worker = worker
+        self.session = None
+        self.latest = None
+        self.frames_received = 0
+        self._arrivals.clear()
+        self._warned.clear()
+        self._t0 = time.monotonic()
+        self.window.plots.clear()
+        self.window.view.clear()
+        self.window.banner.hide()
+        self.window.set_running(False, starting=True)
+        self.window.set_status(device="…", fps="–", latency="–", state="starting", model="…")
+        worker.start()
+        return worker
+
+    def stop(self) -> None:
+        self._stop_worker()
+        self.window.set_running(False)
+        self.window.set_status(fps="–", latency="–", state="stopped")
+
+    def _stop_worker(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        worker.shutdown()  # closes an open recording in the worker; queued signals still arrive
+        self._retired.append(worker)
+        self._retired = [t for t in self._retired if not t.isFinished() or t is worker][-4:]
+
+    def _current(self) -> bool:
+        """True when the signal being handled comes from the current session's thread."""
+        sender = self.sender()
+        return sender is not None and getattr(sender, "session_id", None) == self._session_id
+
+    def _on_session_changed(self) -> None:
+        if self.running or (self.worker is not None and not self.worker.isFinished()):
+            self.start()
+
+    def _on_session_started(self, info: SessionInfo) -> None:
+        if not self._current():
+            return
+        self.session = info
+        w = self.window
+        w.view.set_model(info.model)
+        model_text = info.model.name + (" (coarse)" if info.model.is_coarse else "")
+        w.set_status(device=info.device, model=f"model: {model_text}", state="waiting for frames")
+        w.set_running(True)
+        w.setWindowTitle(f"flamecam — {info.source_name}")
+        self.sessionStarted.emit(info)
+
+    def _on_frame(self, result) -> None:
+        if not self._current():
+            return
+        now = time.monotonic()
+        self.latest = result
+        self.frames_received += 1
+        self._arrivals.append(now)
+        self.window.view.show_result(result)  # stores it; Qt merges the repaint requests
+        track = result.track
+        self.window.plots.add_sample(now - self._t0, track.focal_px, track.focal_sigma_px, track.focal_state,
+                                     track.rho_per_m, self.fps(), result.latency_ms)
+        for warning in result.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                self.window.show_message(warning, "warning")
+
+    def fps(self, span_s: float = 1.0) -> float:
+        """Results received per second over the last ``span_s``."""
+        if len(self._arrivals) < 2:
+            return float("nan")
+        last = self._arrivals[-1]
+        recent = [t for t in self._arrivals if t >= last - span_s]
+        if len(recent) < 2 or recent[-1] <= recent[0]:
+            return float("nan")
+        return (len(recent) - 1) / (recent[-1] - recent[0])
+
+    def _on_notice(self, text: str) -> None:
+        if self._current():
+            self.window.show_message(text, "info")
+
+    def _on_failed(self, message: str) -> None:
+        if self._current():
+            self.window.show_message(message, "error")
+
+    def _on_run_finished(self, summary: dict) -> None:
+        if not self._current():
+            return
+        self.window.set_running(False)
+        ended = summary.get("ended_by")
+        state = {"finished": "finished", "stopped": "stopped", "failed": "error"}.get(ended, str(ended))
+        self.window.set_status(state=state)
+        if ended == "finished":
+            self.window.show_message(f"Finished: {summary.get('frames', 0)} frames tracked "
+                                     f"({summary.get('frames_with_face', 0)} with a face) at "
+                                     f"{summary.get('fps', 0.0):.1f} fps.", "info")
+        self.runFinished.emit(summary)
+
+    # -- status --------------------------------------------------------------------------------------
+
+    def _update_status(self) -> None:
+        w = self.window
+        if self._recording is not None and self._recording.state == "recording":
+            w.record_panel.show_progress(time.monotonic() - self._record_t0, self._recording.frames)
+        if not self.running or self.latest is None:
+            return
+        track = self.latest.track
+        fps = self.fps()
+        state = track.tracking_state.replace("_", " ")
+        if self.latest.num_faces > 1:
+            state += f" ({self.latest.num_faces} faces)"
+        w.set_status(fps=f"{fps:.1f} fps" if fps == fps else "– fps", latency=f"latency {self.latest.latency_ms:.0f} ms",
+                     state=state)
+
+    # -- recording -----------------------------------------------------------------------------------
+
+    def set_recording(self, on: bool) -> None:
+        """Start (into a new dated file in the record folder) or stop recording."""
+        panel = self.window.record_panel
+        if on:
+            if not self.running:
+                panel.set_recording(False)
+                self.window.show_message("Start tracking first: recording writes the tracked frames.", "warning")
+                return
+            folder = Path(panel.folder()).expanduser()
+            self.start_recording(default_recording_path(folder))
+        elif self.worker is not None:
+            self.worker.stop_recording()
+
+    def start_recording(self, path: str | Path, overwrite: bool = False) -> None:
+        if self.worker is None:
+            raise RuntimeError("no tracking session")
+        self.worker.start_recording(path, overwrite=overwrite)
+        self.window.record_panel.set_recording(True)
+        self.window.record_panel.status.setText(f"Starting to record into {Path(path).name}…")
+
+    def stop_recording(self) -> None:
+        if self.worker is not None:
+            self.worker.stop_recording()
+
+    def _on_recording(self, status: RecordingStatus) -> None:
+        panel = self.window.record_panel
+        if status.state == "recording":
+            if self._recording is None or self._recording.path != status.path:
+                self._record_t0 = time.monotonic() - status.elapsed_s
+            self._recording = status
+            panel.set_recording(True)
+            panel.show_progress(status.elapsed_s, status.frames)
+            return
+        self._recording = None
+        self.recordings.append(status)
+        panel.set_recording(False)
+        if status.state == "failed":
+            panel.show_finished(status.path, status.frames_flushed, "Recording failed")
+            self.window.show_message(status.message, "error")
+        else:
+            panel.show_finished(status.path, status.frames)
+            self.window.statusBar().showMessage(f"Saved {status.frames} frames to {status.path}", 8000)
+
+    @property
+    def recording(self) -> RecordingStatus | None:
+        return self._recording
+
+    # -- export --------------------------------------------------------------------------------------
+
+    def _ask_export(self, recording: str, fmt: str) -> None:
+        if not recording:
+            return
+        rec = Path(recording)
+        if fmt == "npz":
+            target, _ = QFileDialog.getSaveFileName(self.window, "Export arrays", str(rec.with_suffix(".npz")),
+                                                    "NumPy arrays (*.npz)")
+        else:
+            parent = QFileDialog.getExistingDirectory(self.window, f"Folder for the {fmt.upper()} meshes",
+                                                      str(rec.parent))
+            target = str(Path(parent) / f"{rec.stem}_{fmt}") if parent else ""
+        if target:
+            self.export(recording, fmt, target)
+
+    def _ask_export_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Choose a recording", self.window.record_panel.folder(),
+                                              "flamecam recordings (*.fcrec)")
+        if path:
+            self.window.record_panel.show_finished(path, 1, "")
+            self.window.record_panel.export_button.showMenu()
+
+    def export(self, recording: str, fmt: str, target: str) -> ExportThread:
+        """Export ``recording`` as ``fmt`` (obj | ply | npz) to ``target`` in a background thread."""
+        if self.export_thread is not None and self.export_thread.isRunning():
+            self.window.show_message("An export is already running; wait for it to finish.", "warning")
+            return self.export_thread
+        thread = ExportThread(recording, fmt, target)
+        progress = self.window.progress
+        thread.progressed.connect(lambda done, total: (progress.setMaximum(total), progress.setValue(done)))
+        thread.succeeded.connect(lambda msg: self.window.show_message(msg, "info"))
+        thread.failed.connect(lambda msg: self.window.show_message(msg, "error"))
+        thread.finished.connect(progress.hide)
+        progress.setRange(0, 0)
+        progress.show()
+        self.export_thread = thread
+        thread.start()
+        return thread
+
+    # -- shutdown ------------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop every thread (closing an open recording) and wait for them; safe to call twice."""
+        if self._closing:
+            return
+        self._closing = True
+        self.status_timer.stop()
+        self.plot_timer.stop()
+        self._stop_worker()
+        if self.export_thread is not None:
+            self.export_thread.cancel()
+            self.export_thread.wait()
+        for thread in self._retired:
+            thread.wait()
+
+
+def has_display() -> bool:
+    """Whether Qt can open a window here: not on a Linux box without X11 / Wayland (unless the Qt
+    platform was chosen explicitly, e.g. QT_QPA_PLATFORM=offscreen)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM"))
+
+
+def create_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication, with the OpenGL 3.3 core format requested before it exists."""
+    from app.qt_runtime import apply_pyside_workarounds  # noqa: PLC0415
+
+    apply_pyside_workarounds()
+    app = QApplication.instance()
+    if app is None:
+        from ui.overlay_view import configure_default_surface_format  # noqa: PLC0415
+
+        configure_default_surface_format()
+        app = QApplication(argv if argv is not None else [sys.argv[0]])
+        app.setApplicationName("flamecam")
+        app.setOrganizationName("flamecam")
+    return app
+
+
+def build(options: SessionOptions, source: str = "auto", settings: QSettings | None = None, source_factory=None,
+          model: str | None = None, camera_mode: str | None = None, focal: str | None = None,
+          fov_deg: float | None = None):
+    """Window + controller with the initial choices applied (no session started yet)."""
+    from ui.main_window import MainWindow  # noqa: PLC0415
+
+    window = MainWindow(settings=settings)
+    controller = GuiController(window, options, source_factory=source_factory)
+    window.controller = controller  # keep it alive with the window
+    controller.apply_initial_choice(source, model, camera_mode, focal, fov_deg)
+    return window, controller
+
+
+def run_gui(options: SessionOptions, source: str = "auto", model: str | None = None, camera_mode: str | None = None,
+            focal: str | None = None, fov_deg: float | None = None, settings_path: str | None = None,
+            record_dir: str | None = None) -> int:
+    """Open the app, start tracking at once and run until the window closes."""
+    app = create_application()
+    settings = QSettings(settings_path, QSettings.Format.IniFormat) if settings_path else None
+    window, controller = build(options, source, settings, model=model, camera_mode=camera_mode, focal=focal,
+                               fov_deg=fov_deg)
+    if record_dir:
+        window.record_panel.folder_edit.setText(record_dir)
+    window.show()
+    QTimer.singleShot(0, controller.start)
+    code = app.exec()
+    controller.shutdown()
+    return int(code)

@@ -1,0 +1,361 @@
+"""The GUI's tracking worker: one QThread that runs the engine (``core.pipeline``) and the recorder.
+
+The thread builds the session with the same helpers as ``flamecam track`` (``core.session``), runs
+``TrackingPipeline(with_mesh=True).run()`` and emits every :class:`core.pipeline.FrameResult` by
+``frameReady``; the GUI keeps only the newest (latest wins) and never calls into torch. Live
+sources drop frames inside the engine (at most one frame in flight). Recording happens here too:
+the :class:`core.recording.RecordingWriter` lives in this thread and is driven by thread-safe
+requests (:meth:`TrackingThread.start_recording` / :meth:`stop_recording`); it is closed whatever
+ends the run (stop, end of file, a source that fails), so what was flushed is never lost.
+
+Errors never escape the thread: they reach the GUI as one message by ``failed`` (source or model
+problems) or as a :class:`RecordingStatus` with ``state="failed"`` (full disk), and the thread ends
+cleanly. :meth:`TrackingThread.shutdown` stops and joins it; :func:`live_threads` lists the ones
+still running (tests assert it is empty).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+import weakref
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QThread, Signal
+
+from core.session import SessionOptions
+
+_LIVE: "weakref.WeakSet[TrackingThread]" = weakref.WeakSet()
+
+
+def live_threads() -> list["TrackingThread"]:
+    """Tracking threads that are still running (should be none once every window has closed)."""
+    return [t for t in list(_LIVE) if t.isRunning()]
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What a running session is made of (sent once, before the first frame)."""
+
+    source_name: str
+    image_size: tuple[int, int]  # (width, height)
+    is_live: bool
+    source_fps: float | None
+    num_frames: int | None
+    model: object  # core.pipeline.ModelInfo
+    model_path: str
+    device: str  # "cpu" or "cuda:0 (name)"
+    camera_mode: str
+    focal_mode: str  # fixed | auto | ...
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordingStatus:
+    """The recorder's state, emitted on start, about twice a second while recording, and at the end."""
+
+    state: str  # recording | stopped | failed
+    path: str
+    frames: int = 0  # frames written (flushed or buffered)
+    frames_flushed: int = 0  # frames on disk (survive a crash)
+    elapsed_s: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class _Request:
+    kind: str  # start | stop
+    path: Path | None = None
+    overwrite: bool = False
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; other values unchanged."""
+    if requested != "auto":
+        return requested
+    import torch  # noqa: PLC0415
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe_device(device: str) -> str:
+    import torch  # noqa: PLC0415
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"CUDA ({torch.cuda.get_device_name(torch.device(device))})"
+    return device.upper()
+
+
+class TrackingThread(QThread):
+    """Runs one tracking session; see the module docstring. Signals are delivered queued to the GUI."""
+
+    sessionStarted = Signal(object)  # SessionInfo
+    frameReady = Signal(object)  # core.pipeline.FrameResult
+    notice = Signal(str)  # informational (e.g. "no webcam found; using the synthetic source")
+    failed = Signal(str)  # a clear, complete error message; the thread then ends
+    recordingChanged = Signal(object)  # RecordingStatus
+    runFinished = Signal(object)  # dict: pipeline stats summary and how the run ended
+
+    PROGRESS_INTERVAL_S = 0.5
+
+    def __init__(self, options: SessionOptions, source_factory: Callable[[], object] | None = None, parent=None):
+        super().__init__(parent)
+        self.options = options
+        self._source_factory = source_factory
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._requests: list[_Request] = []
+        self._writer = None
+        self._record_started = 0.0
+        self._last_progress = 0.0
+        self._context: dict = {}
+        self.setObjectName("flamecam-tracking")
+        _LIVE.add(self)
+
+    # -- called from the GUI thread ------------------------------------------------------------------
+
+    def start_recording(self, path: str | Path, overwrite: bool = False) -> None:
+        """Ask the worker to record from its next frame on into ``path`` (.fcrec)."""
+        with self._lock:
+            self._requests.append(_Request("start", Path(path), overwrite))
+
+    def stop_recording(self) -> None:
+        with self._lock:
+            self._requests.append(_Request("stop"))
+
+    def request_stop(self) -> None:
+        """Ask the session to end (returns at once; the recording is closed by the worker)."""
+        self._stop.set()
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Stop and join the thread; True when it has finished."""
+        self.request_stop()
+        if not self.isRunning():
+            return True
+        return self.wait() if timeout_s is None else self.wait(int(timeout_s * 1000))
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- the thread ----------------------------------------------------------------------------------
+
+    def run(self) -> None:  # noqa: C901  (one linear story: open, track, close)
+        source = None
+        pipeline = None
+        ended_by = "stopped"
+        try:
+            setup = self._setup()
+            if setup is None:
+                ended_by = "failed" if not self._stop.is_set() else "stopped"
+                return
+            source, pipeline = setup
+            if self._stop.is_set():
+                return
+            ended_by = self._track(pipeline)
+        except BaseException as exc:  # noqa: BLE001  (nothing may escape a QThread)
+            ended_by = "failed"
+            traceback.print_exc(file=sys.stderr)
+            saved = self._close_recording("failed-run")
+            self.failed.emit(f"Tracking stopped by an unexpected error: {type(exc).__name__}: {exc}.{saved}")
+        finally:
+            self._close_recording("stopped" if ended_by != "failed" else "failed-run")
+            if source is not None:
+                try:
+                    source.close()
+                except Exception:  # noqa: BLE001  (a vanished device may fail to close; nothing to lose)
+                    pass
+            summary = {"ended_by": ended_by}
+            if pipeline is not None:
+                summary.update(pipeline.stats.summary())
+            self.runFinished.emit(summary)
+
+    def _setup(self):
+        from core.assets import AssetError  # noqa: PLC0415
+        from core.landmarks import LandmarkerOptions  # noqa: PLC0415
+        from core.model_io import ModelFileError  # noqa: PLC0415
+        from core.pipeline import TrackingPipeline  # noqa: PLC0415
+        from core.session import focal_mode, load_model_and_embedding, make_tracker, open_session_source  # noqa: PLC0415
+        from core.sources import SourceError  # noqa: PLC0415
+
+        notices: list[str] = []
+
+        def log(message: str) -> None:
+            text = str(message)
+            text = text[len("note: "):] if text.startswith("note: ") else text
+            notices.append(text)
+            self.notice.emit(text)
+
+        opts = self.options
+        try:
+            device = resolve_device(opts.device)
+            opts = replace(opts, device=device)
+        except Exception as exc:  # noqa: BLE001
+            self.failed.emit(f"Cannot choose a compute device: {exc}")
+            return None
+        try:
+            source = self._source_factory() if self._source_factory is not None else open_session_source(opts, log=log)
+        except (SourceError, OSError, ValueError) as exc:
+            self.failed.emit(f"Cannot open the source {opts.source!r}: {exc}")
+            return None
+        if self._stop.is_set():
+            source.close()
+            return None
+        try:
+            plan = _resolve_intrinsics(opts, source, log)
+        except ValueError as exc:
+            source.close()
+            self.failed.emit(f"Cannot use these camera settings: {exc}")
+            return None
+        try:
+            head, embedding = load_model_and_embedding(opts, log=log)
+            tracker = make_tracker(head, embedding, source, opts, **({"plan": plan} if plan is not None else {}))
+        except (ModelFileError, AssetError, ValueError, RuntimeError, OSError) as exc:
+            source.close()
+            what = "the built-in head model" if opts.model == "builtin" else f"the model file {opts.model}"
+            self.failed.emit(f"Cannot use {what}: {exc}")
+            return None
+        except BaseException:
+            source.close()
+            raise
+        undistort = plan.undistorter() if plan is not None else None
+        pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=opts.landmarker, running_mode="video"),
+                                    max_frames=opts.max_frames, stop=self._stop, with_mesh=True,
+                                    **({"undistort": undistort} if undistort is not None else {}))
+        width, height = source.size
+        self._context = {"head": head, "tracker": tracker, "source": source, "options": opts, "plan": plan,
+                         "focal_mode": focal_mode(tracker)}
+        info = SessionInfo(source_name=source.name, image_size=(int(width), int(height)), is_live=bool(source.is_live),
+                           source_fps=source.fps, num_frames=source.num_frames, model=pipeline.model_info,
+                           model_path=opts.model, device=describe_device(device), camera_mode=opts.camera_mode,
+                           focal_mode=focal_mode(tracker), notices=tuple(notices))
+        self.sessionStarted.emit(info)
+        return source, pipeline
+
+    def _track(self, pipeline) -> str:
+        from core.assets import AssetError  # noqa: PLC0415
+        from core.sources import SourceError  # noqa: PLC0415
+
+        try:
+            for result in pipeline.run():
+                self._service_requests(result.track.frame_index)
+                if self._writer is not None:
+                    self._record(result)
+                self.frameReady.emit(result)
+                if self._stop.is_set():
+                    break
+        except SourceError as exc:
+            saved = self._close_recording("source failed")
+            self.failed.emit(f"The source stopped delivering frames: {exc}.{saved}")
+            return "failed"
+        except AssetError as exc:  # e.g. the MediaPipe model file is missing
+            self.failed.emit(f"Cannot start the face landmarker: {exc}")
+            return "failed"
+        self._service_requests(None)  # a stop asked for on the last frame
+        return "stopped" if self._stop.is_set() else "finished"
+
+    # -- recording (worker thread only) -------------------------------------------------------------
+
+    def _service_requests(self, frame_index: int | None) -> None:
+        with self._lock:
+            requests, self._requests = self._requests, []
+        for req in requests:
+            if req.kind == "stop":
+                self._close_recording("stopped")
+            elif req.kind == "start" and frame_index is not None and not self._stop.is_set():
+                self._open_recording(req)
+
+    def _open_recording(self, req: _Request) -> None:
+        from core.recording import RecordingError, RecordingMeta, RecordingWriter  # noqa: PLC0415
+
+        self._close_recording("stopped")  # a new start ends the previous recording
+        ctx = self._context
+        opts, tracker, source = ctx["options"], ctx["tracker"], ctx["source"]
+        width, height = source.size
+        plan = ctx["plan"]
+        if plan is not None:  # the same intrinsics description as `flamecam track` writes
+            camera = dict(plan.recording_fields())
+        else:
+            camera = {"focal_mode": ctx["focal_mode"],
+                      "focal_prior": None if tracker.focal_fixed else tracker.focal_prior.__dict__, "extra": {}}
+        camera["extra"] = {**camera.get("extra", {}), "recorded_by": "flamecam gui"}
+        try:
+            meta = RecordingMeta.for_model(
+                ctx["head"], opts.model, width, height, source=source.name, frame_rate_hz=source.fps,
+                camera_mode=opts.camera_mode, landmark_count=478 if opts.store_landmarks else 0, **camera)
+            req.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = RecordingWriter(req.path, meta, overwrite=req.overwrite)
+        except (RecordingError, OSError, ValueError) as exc:
+            self._writer = None
+            self.recordingChanged.emit(RecordingStatus("failed", str(req.path), message=f"Cannot start recording: {exc}"))
+            return
+        self._record_started = time.monotonic()
+        self._last_progress = 0.0
+        self.recordingChanged.emit(RecordingStatus("recording", str(req.path)))
+
+    def _record(self, result) -> None:
+        from core.recording import RecordingError  # noqa: PLC0415
+
+        writer = self._writer
+        try:
+            writer.write_track_result(result.track)
+        except (RecordingError, ValueError) as exc:
+            self._writer = None
+            writer.close()  # quiet after a failure; the file keeps every flushed record
+            self.recordingChanged.emit(RecordingStatus(
+                "failed", str(writer.path), writer.frames_written, writer.frames_flushed, self._elapsed(),
+                f"Recording stopped: {exc}. Tracking goes on; start a new recording on another disk."))
+            return
+        now = time.monotonic()
+        if now - self._last_progress >= self.PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self.recordingChanged.emit(RecordingStatus("recording", str(writer.path), writer.frames_written,
+                                                       writer.frames_flushed, self._elapsed()))
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._record_started
+
+    def _close_recording(self, reason: str) -> str:
+        """Close the open recording (if any); returns a sentence saying what is saved, for error messages."""
+        from core.recording import RecordingError  # noqa: PLC0415
+
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return ""
+        elapsed = self._elapsed()
+        try:
+            writer.close(summary={"ended_by": reason, "elapsed_s": elapsed})
+        except RecordingError as exc:
+            self.recordingChanged.emit(RecordingStatus(
+                "failed", str(writer.path), writer.frames_written, writer.frames_flushed, elapsed,
+                f"Closing the recording failed: {exc}. {writer.frames_flushed} frames are saved in {writer.path}."))
+            return f" {writer.frames_flushed} frames are saved in {writer.path}."
+        self.recordingChanged.emit(RecordingStatus("stopped", str(writer.path), writer.frames_written,
+                                                   writer.frames_flushed, elapsed))
+        return f" The recording {writer.path} is saved ({writer.frames_written} frames)."
+
+
+def _resolve_intrinsics(options: SessionOptions, source, log):
+    """``core.session.resolve_intrinsics`` (camera profiles, metadata) when this engine has it, else None."""
+    try:
+        from core.session import resolve_intrinsics  # noqa: PLC0415
+    except ImportError:
+        return None
+    return resolve_intrinsics(options, source, log=log)
+
+
+def default_recording_path(folder: str | Path) -> Path:
+    """A new dated ``.fcrec`` name in ``folder`` (never an existing file)."""
+    from datetime import datetime  # noqa: PLC0415
+
+    folder = Path(folder)
+    stem = f"flamecam_{datetime.now():%Y%m%d_%H%M%S}"
+    path = folder / f"{stem}.fcrec"
+    n = 2
+    while path.exists():
+        path = folder / f"{stem}_{n}.fcrec"
+        n += 1
+    return path
