@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("gui", "app.cmd_gui", "Open the desktop app (live overlay, plots, recording); 'flamecam' alone does too"),
     ("render", "app.cmd_render", "Render a source (e.g. the synthetic head) to a video file"),
     ("calibrate", "app.cmd_calibrate", "Calibrate a camera and lens from a board; store it as a camera profile"),
+    ("train-regressor", "app.cmd_train_regressor", "Train the per-frame regressor (coefficients and camera) for a head model"),
 ]
 
 

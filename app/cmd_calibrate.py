@@ -23,10 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board", default=DEFAULT_BOARD, metavar="SPEC",
                         help="the printed board: charuco:NXxNY,square=M,marker=M[,dict=DICT_5X5_100][,legacy=1] or "
                              "checkerboard:NXxNY,square=M (counts are squares; measure the print; default "
-                             f"{DEFAULT_BOARD})")
+                             f"{DEFAULT_BOARD}). Both give corners to ~0.1 px (see benchmarks/intrinsics.py); "
+                             "ChArUco also works when part of the board is out of view, which helps cover the "
+                             "image corners")
     parser.add_argument("--model", choices=("opencv", "rational", "fisheye"), default="opencv",
-                        help="lens model: opencv (k1 k2 p1 p2 k3, default), rational (k1..k6 p1 p2, strong "
-                             "distortion), fisheye (equidistant k1..k4, lenses wider than ~120°)")
+                        help="lens model: opencv (default: k1 k2, plus p1 p2 and k3 only when a likelihood-ratio "
+                             "test says the views need them), rational (k1..k6 p1 p2, strong distortion), fisheye "
+                             "(equidistant k1..k4, lenses wider than ~120°)")
+    parser.add_argument("--principal-point", choices=("auto", "free", "centre"), default="auto",
+                        help="auto (default): estimated, unless the views leave it uncertain by more than 1 %% of "
+                             "the image (narrow lenses), then fixed at the centre with a warning; free; centre")
     parser.add_argument("--name", help="camera name to store the profile under (default: the device name, the "
                                        "photos' make and model, or the file name)")
     parser.add_argument("--views", type=int, default=20, metavar="N",
@@ -189,7 +195,7 @@ def _calibrate(args, board) -> int:
     finally:
         source.close()
     try:
-        result = calibrate(views, args.model, criteria, board)
+        result = calibrate(views, args.model, criteria, board, principal_point=args.principal_point)
     except CalibrationError as exc:
         print(f"flamecam calibrate: calibration refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

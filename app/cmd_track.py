@@ -32,7 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     parser.add_argument("--landmarker", metavar="PATH", help="MediaPipe face_landmarker.task (default: resolved)")
     parser.add_argument("--embedding", metavar="PATH", help="landmark embedding .npz (default: computed and cached)")
+    parser.add_argument("--face", choices=("largest", "centre"), default="largest",
+                        help="which face to track when several are in view (default: the largest)")
     parser.add_argument("--device", default="cpu", help="torch device for the tracker (cpu, cuda)")
+    parser.add_argument("--regressor", default="auto", metavar="auto|none|PATH",
+                        help="per-frame regressor (init, re-acquisition, focal prior): 'auto' finds the model's trained "
+                             "one (user cache, or the built-in model's in resources/), 'none' tracks from landmarks "
+                             "alone, or a .onnx file from flamecam train-regressor")
     parser.add_argument("--no-landmarks", action="store_true", help="do not store detected landmarks in OUT")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                              fov_deg=args.fov, landmarker=args.landmarker, embedding=args.embedding,
                              device=args.device, max_frames=args.max_frames, store_landmarks=not args.no_landmarks,
                              keep_history=args.refine, camera_profile=args.camera_profile,
-                             auto_profile=not args.no_profile, use_metadata=not args.no_metadata)
+                             auto_profile=not args.no_profile, use_metadata=not args.no_metadata,
+                             regressor=args.regressor)
     if args.max_frames is not None and args.max_frames < 1:
         return _error(f"--max-frames {args.max_frames}: must be at least 1")
     out = default_output(args.output)
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = resolve_intrinsics(options, source, log=eprint)
         head, embedding = load_model_and_embedding(options, log=eprint)
-        tracker = make_tracker(head, embedding, source, options, plan=plan)
+        tracker = make_tracker(head, embedding, source, options, plan=plan, log=eprint)
     except (ModelFileError, AssetError, ValueError) as exc:
         source.close()
         return _error(exc)
@@ -85,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     meta = RecordingMeta.for_model(
         head, options.model, width, height, source=source.name, frame_rate_hz=source.fps, camera_mode=options.camera_mode,
         landmark_count=478 if options.store_landmarks else 0, **plan.recording_fields())
-    pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=options.landmarker, running_mode="video"),
+    pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=options.landmarker, running_mode="video",
+                                                                   select=args.face),
                                 max_frames=options.max_frames, undistort=plan.undistorter())
     total = min(x for x in (source.num_frames, options.max_frames, float("inf")) if x is not None)
     bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,

@@ -22,7 +22,7 @@ from app.gui_worker import RecordingStatus, SessionInfo, TrackingThread, default
 from core.session import SessionOptions
 
 STATUS_INTERVAL_MS = 250
-PLOT_INTERVAL_MS = 100
+PLOT_INTERVAL_MS = 200  # plots redraw at 5 Hz: ~10 ms CPU each on a software-rendered desktop
 
 
 class ExportThread(QThread):
@@ -108,6 +108,7 @@ class GuiController(QObject):
         self._record_t0 = 0.0
         self.recordings: list[RecordingStatus] = []  # finished ones, newest last
         self._warned: set[str] = set()
+        self._notices: list[str] = []
         self._closing = False
 
         w = window
@@ -197,6 +198,7 @@ class GuiController(QObject):
         self.frames_received = 0
         self._arrivals.clear()
         self._warned.clear()
+        self._notices: list[str] = []
         self._t0 = time.monotonic()
         self.window.plots.clear()
         self.window.view.clear()
@@ -244,6 +246,8 @@ class GuiController(QObject):
         if not self._current():
             return
         now = time.monotonic()
+        if self.latest is None:
+            self._t0 = now  # plots count time from the first frame
         self.latest = result
         self.frames_received += 1
         self._arrivals.append(now)
@@ -268,11 +272,13 @@ class GuiController(QObject):
 
     def _on_notice(self, text: str) -> None:
         if self._current():
-            self.window.show_message(text, "info")
+            self._notices.append(text)
+            self.window.show_message("\n".join(self._notices[-4:]), "info")
 
     def _on_failed(self, message: str) -> None:
         if self._current():
             self.window.show_message(message, "error")
+            self.window.set_status(state="error")
 
     def _on_run_finished(self, summary: dict) -> None:
         if not self._current():
@@ -372,8 +378,21 @@ class GuiController(QObject):
         path, _ = QFileDialog.getOpenFileName(self.window, "Choose a recording", self.window.record_panel.folder(),
                                               "flamecam recordings (*.fcrec)")
         if path:
-            self.window.record_panel.show_finished(path, 1, "")
-            self.window.record_panel.export_button.showMenu()
+            self.choose_recording(path)
+
+    def choose_recording(self, path: str) -> bool:
+        """Make ``path`` the recording the Export button exports (after checking that it reads)."""
+        from core.recording import RecordingFormatError, load  # noqa: PLC0415
+
+        try:
+            frames = len(load(path))
+        except (RecordingFormatError, OSError) as exc:
+            self.window.show_message(f"Cannot read the recording {path}: {exc}", "error")
+            return False
+        self.window.record_panel.show_finished(path, frames, "")
+        if frames == 0:
+            self.window.show_message(f"{path} holds no frames to export.", "warning")
+        return frames > 0
 
     def export(self, recording: str, fmt: str, target: str) -> ExportThread:
         """Export ``recording`` as ``fmt`` (obj | ply | npz) to ``target`` in a background thread."""
@@ -419,9 +438,6 @@ def has_display() -> bool:
 
 def create_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication, with the OpenGL 3.3 core format requested before it exists."""
-    from app.qt_runtime import apply_pyside_workarounds  # noqa: PLC0415
-
-    apply_pyside_workarounds()
     app = QApplication.instance()
     if app is None:
         from ui.overlay_view import configure_default_surface_format  # noqa: PLC0415

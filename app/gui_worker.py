@@ -28,11 +28,11 @@ from PySide6.QtCore import QThread, Signal
 
 from core.session import SessionOptions
 
-_LIVE: "weakref.WeakSet[TrackingThread]" = weakref.WeakSet()
+_LIVE: "weakref.WeakSet[QThread]" = weakref.WeakSet()
 
 
-def live_threads() -> list["TrackingThread"]:
-    """Tracking threads that are still running (should be none once every window has closed)."""
+def live_threads() -> list[QThread]:
+    """Tracking and calibration threads still running (should be none once every window has closed)."""
     return [t for t in list(_LIVE) if t.isRunning()]
 
 
@@ -49,8 +49,9 @@ class SessionInfo:
     model_path: str
     device: str  # "cpu" or "cuda:0 (name)"
     camera_mode: str
-    focal_mode: str  # fixed | auto | ...
+    focal_mode: str  # fixed | profile | metadata | auto
     notices: tuple[str, ...] = ()
+    plan: object = None  # core.session.IntrinsicsPlan: where the intrinsics come from, the lens (if any)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,22 @@ def resolve_device(requested: str) -> str:
     import torch  # noqa: PLC0415
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_tracker_threads(count: int | None = None) -> int:
+    """Torch intra-op threads for the tracker: half the cores (1 on 2 cores; FLAMECAM_TORCH_THREADS
+    overrides). The tracker runs many small ops; when its threads compete with the UI, the landmark
+    thread and the source, each op waits at the thread pool's barrier for a descheduled worker.
+    Measured here (2 cores, busy machine): 2 threads 190-360 ms per tracker step, 1 thread 33 ms."""
+    import os  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    if count is None:
+        env = os.environ.get("FLAMECAM_TORCH_THREADS")
+        count = int(env) if env else max(1, min(4, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(count)
+    return count
 
 
 def describe_device(device: str) -> str:
@@ -171,6 +188,7 @@ class TrackingThread(QThread):
             summary = {"ended_by": ended_by}
             if pipeline is not None:
                 summary.update(pipeline.stats.summary())
+            self._context = {}  # the model, tracker and source can go now
             self.runFinished.emit(summary)
 
     def _setup(self):
@@ -178,7 +196,7 @@ class TrackingThread(QThread):
         from core.landmarks import LandmarkerOptions  # noqa: PLC0415
         from core.model_io import ModelFileError  # noqa: PLC0415
         from core.pipeline import TrackingPipeline  # noqa: PLC0415
-        from core.session import focal_mode, load_model_and_embedding, make_tracker, open_session_source  # noqa: PLC0415
+        from core.session import focal_mode, load_model_and_embedding, make_tracker, resolve_intrinsics  # noqa: PLC0415
         from core.sources import SourceError  # noqa: PLC0415
 
         notices: list[str] = []
@@ -193,11 +211,12 @@ class TrackingThread(QThread):
         try:
             device = resolve_device(opts.device)
             opts = replace(opts, device=device)
+            set_tracker_threads()
         except Exception as exc:  # noqa: BLE001
             self.failed.emit(f"Cannot choose a compute device: {exc}")
             return None
         try:
-            source = self._source_factory() if self._source_factory is not None else open_session_source(opts, log=log)
+            source = self._source_factory() if self._source_factory is not None else _open_source(opts, log)
         except (SourceError, OSError, ValueError) as exc:
             self.failed.emit(f"Cannot open the source {opts.source!r}: {exc}")
             return None
@@ -205,14 +224,14 @@ class TrackingThread(QThread):
             source.close()
             return None
         try:
-            plan = _resolve_intrinsics(opts, source, log)
+            plan = resolve_intrinsics(opts, source, log=log)
         except ValueError as exc:
             source.close()
             self.failed.emit(f"Cannot use these camera settings: {exc}")
             return None
         try:
             head, embedding = load_model_and_embedding(opts, log=log)
-            tracker = make_tracker(head, embedding, source, opts, **({"plan": plan} if plan is not None else {}))
+            tracker = make_tracker(head, embedding, source, opts, plan=plan, log=log)
         except (ModelFileError, AssetError, ValueError, RuntimeError, OSError) as exc:
             source.close()
             what = "the built-in head model" if opts.model == "builtin" else f"the model file {opts.model}"
@@ -221,17 +240,18 @@ class TrackingThread(QThread):
         except BaseException:
             source.close()
             raise
-        undistort = plan.undistorter() if plan is not None else None
+        # As `flamecam track`: a calibrated lens undistorts the landmarks before the fit (the viewer
+        # distorts the overlay back, or shows the video undistorted).
         pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=opts.landmarker, running_mode="video"),
                                     max_frames=opts.max_frames, stop=self._stop, with_mesh=True,
-                                    **({"undistort": undistort} if undistort is not None else {}))
+                                    undistort=plan.undistorter())
         width, height = source.size
         self._context = {"head": head, "tracker": tracker, "source": source, "options": opts, "plan": plan,
-                         "focal_mode": focal_mode(tracker)}
+                         "pipeline": pipeline}
         info = SessionInfo(source_name=source.name, image_size=(int(width), int(height)), is_live=bool(source.is_live),
                            source_fps=source.fps, num_frames=source.num_frames, model=pipeline.model_info,
                            model_path=opts.model, device=describe_device(device), camera_mode=opts.camera_mode,
-                           focal_mode=focal_mode(tracker), notices=tuple(notices))
+                           focal_mode=focal_mode(tracker), notices=tuple(notices), plan=plan)
         self.sessionStarted.emit(info)
         return source, pipeline
 
@@ -273,14 +293,9 @@ class TrackingThread(QThread):
 
         self._close_recording("stopped")  # a new start ends the previous recording
         ctx = self._context
-        opts, tracker, source = ctx["options"], ctx["tracker"], ctx["source"]
+        opts, source = ctx["options"], ctx["source"]
         width, height = source.size
-        plan = ctx["plan"]
-        if plan is not None:  # the same intrinsics description as `flamecam track` writes
-            camera = dict(plan.recording_fields())
-        else:
-            camera = {"focal_mode": ctx["focal_mode"],
-                      "focal_prior": None if tracker.focal_fixed else tracker.focal_prior.__dict__, "extra": {}}
+        camera = dict(ctx["plan"].recording_fields())  # the same intrinsics description as `flamecam track` writes
         camera["extra"] = {**camera.get("extra", {}), "recorded_by": "flamecam gui"}
         try:
             meta = RecordingMeta.for_model(
@@ -338,13 +353,136 @@ class TrackingThread(QThread):
         return f" The recording {writer.path} is saved ({writer.frames_written} frames)."
 
 
-def _resolve_intrinsics(options: SessionOptions, source, log):
-    """``core.session.resolve_intrinsics`` (camera profiles, metadata) when this engine has it, else None."""
-    try:
-        from core.session import resolve_intrinsics  # noqa: PLC0415
-    except ImportError:
-        return None
-    return resolve_intrinsics(options, source, log=log)
+@dataclass(frozen=True)
+class CalibrationSourceInfo:
+    """The source a calibration runs on (sent once, before the first frame)."""
+
+    source_name: str
+    image_size: tuple[int, int]  # (width, height)
+    is_live: bool
+    camera_name: str | None  # the name tracking looks profiles up by (core.profiles); None: no automatic match
+    unrelated_frames: bool  # an image folder: no motion between frames to judge stillness by
+    is_synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class CalibrationFrame:
+    """One frame and the board found in it (``core.calibration.BoardDetection`` or None)."""
+
+    index: int
+    rgb: object  # (H, W, 3) uint8
+    detection: object
+    detect_ms: float
+
+
+class CalibrationThread(QThread):
+    """Reads the session's source and looks for the calibration board in each frame.
+
+    Board detection (5-100 ms a frame, OpenCV) runs here; the GUI judges each detection with its
+    ``CalibrationSession`` (cheap) and acknowledges it with :meth:`frame_taken`. The next frame is
+    read only then, so a slow GUI never builds a queue: a live camera's stale frames are skipped
+    as the tracker's are, a file's frames are all examined in order.
+    """
+
+    started_on = Signal(object)  # CalibrationSourceInfo
+    frameReady = Signal(object)  # CalibrationFrame
+    failed = Signal(str)
+    runFinished = Signal(object)  # {"ended_by": finished | stopped | failed, "frames": n}
+
+    def __init__(self, options: SessionOptions, board, source_factory: Callable[[], object] | None = None,
+                 parent=None):
+        super().__init__(parent)
+        self.options, self.board = options, board
+        self._source_factory = source_factory
+        self._stop = threading.Event()
+        self._taken = threading.Event()
+        self._taken.set()
+        self.setObjectName("flamecam-calibration")
+        _LIVE.add(self)
+
+    def frame_taken(self) -> None:
+        """The GUI has handled the last frame: read the next."""
+        self._taken.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._taken.set()
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        self.request_stop()
+        if not self.isRunning():
+            return True
+        return self.wait() if timeout_s is None else self.wait(int(timeout_s * 1000))
+
+    def run(self) -> None:
+        from core.calibration import BoardDetector  # noqa: PLC0415
+        from core.profiles import camera_name_for_source  # noqa: PLC0415
+        from core.sources import ImageFolderSource, SourceError  # noqa: PLC0415
+
+        source = None
+        ended_by, frames = "stopped", 0
+        try:
+            try:
+                source = (self._source_factory() if self._source_factory is not None
+                          else _open_source(self.options, lambda *_: None))
+            except (SourceError, OSError, ValueError) as exc:
+                ended_by = "failed"
+                self.failed.emit(f"Cannot open the source {self.options.source!r} to calibrate: {exc}")
+                return
+            width, height = source.size
+            self.started_on.emit(CalibrationSourceInfo(
+                source_name=source.name, image_size=(int(width), int(height)), is_live=bool(source.is_live),
+                camera_name=camera_name_for_source(source), unrelated_frames=isinstance(source, ImageFolderSource),
+                is_synthetic=str(source.name).startswith("synthetic")))
+            detector = BoardDetector(self.board)
+            iterator = iter(source)
+            while not self._stop.is_set():
+                while not self._taken.wait(0.05):
+                    if self._stop.is_set():
+                        return
+                if self._stop.is_set():
+                    return
+                try:
+                    frame = next(iterator, None)
+                except SourceError as exc:
+                    ended_by = "failed"
+                    self.failed.emit(f"The source stopped delivering frames: {exc}. The views taken so far are kept.")
+                    return
+                if frame is None:
+                    ended_by = "finished"
+                    return
+                t0 = time.perf_counter()
+                detection = detector.detect(frame.rgb, frame.index)
+                self._taken.clear()
+                frames += 1
+                self.frameReady.emit(CalibrationFrame(frame.index, frame.rgb, detection,
+                                                      (time.perf_counter() - t0) * 1000))
+        except BaseException as exc:  # noqa: BLE001  (nothing may escape a QThread)
+            ended_by = "failed"
+            traceback.print_exc(file=sys.stderr)
+            self.failed.emit(f"Calibration stopped by an unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            if source is not None:
+                try:
+                    source.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            self.runFinished.emit({"ended_by": ended_by, "frames": frames})
+
+
+def _open_source(options: SessionOptions, log):
+    """The session's source. Synthetic sources render with ModernGL, whose calls keep the GIL while
+    the (software) rasterizer works, stalling the GUI thread: they run in their own process."""
+    from core.session import open_session_source, resolve_source  # noqa: PLC0415
+
+    spec, notice = resolve_source(options.source)
+    if spec.split(":", 1)[0] != "synthetic":
+        return open_session_source(replace(options, source=spec), log=log)
+    if notice:
+        log(f"note: {notice}")
+    from app.process_source import ProcessSource  # noqa: PLC0415
+
+    return ProcessSource(spec)
 
 
 def default_recording_path(folder: str | Path) -> Path:

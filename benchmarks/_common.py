@@ -134,6 +134,48 @@ def landmark_regions() -> dict[str, np.ndarray]:
     }
 
 
+# --- rendered sequences through the landmarker -----------------------------------------------------------
+
+DETECTION_CACHE_VERSION = 1
+
+
+def detect_sequence(opts, model_arg: str, head, blendshapes: bool = False) -> tuple[list, np.ndarray | None, list]:
+    """Render a synthetic sequence and run the landmarker (VIDEO mode); cached on disk per setting.
+
+    Returns (per-frame (478, 2) landmarks, NaN without a face; (T, 52) blendshape scores when asked,
+    else None; ground truths). A cache file from before blendshapes were stored is refreshed when
+    they are asked for.
+    """
+    import hashlib  # noqa: PLC0415
+    from dataclasses import replace  # noqa: PLC0415
+
+    from core.assets import cache_dir  # noqa: PLC0415
+    from core.landmarks import FaceLandmarker, LandmarkerOptions  # noqa: PLC0415
+    from core.synthetic import SyntheticSource  # noqa: PLC0415
+
+    key = hashlib.sha256(json.dumps([DETECTION_CACHE_VERSION, head.source_sha256, opts.__dict__],
+                                    sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = cache_dir() / "bench" / f"detections-{key}.npz"
+    source = SyntheticSource(replace(opts, model=model_arg))
+    truths = [source.trajectory.at(i) for i in range(opts.frames)]
+    if path.exists():
+        with np.load(path) as data:
+            if not blendshapes or "blendshapes" in data.files:
+                source.close()
+                return list(data["landmarks"]), (data["blendshapes"] if blendshapes else None), truths
+    landmarks, scores = [], []
+    with FaceLandmarker(LandmarkerOptions(running_mode="video", max_faces=1)) as lm:
+        for frame in source:
+            res = lm.detect(frame.rgb, frame.timestamp_ms)
+            found = res.face is not None
+            landmarks.append(res.face.landmarks_px if found else np.full((478, 2), np.nan, np.float32))
+            scores.append(res.face.blendshapes if found else np.zeros(52, np.float32))
+    source.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, landmarks=np.stack(landmarks), blendshapes=np.stack(scores))
+    return landmarks, (np.stack(scores) if blendshapes else None), truths
+
+
 # --- tables and JSON ---------------------------------------------------------------------------------
 
 

@@ -19,12 +19,10 @@ whether focal/identity updates make the mesh jump.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +31,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import camera  # noqa: E402
-from core.assets import cache_dir  # noqa: E402
 from core.embedding import embedding_for  # noqa: E402
 from core.head_model import HeadModelLayer  # noqa: E402
 from core.metrics import aligned_vertex_error_mm, jitter_rms_mm, vertex_error_mm  # noqa: E402
 from core.model_io import load_head_model  # noqa: E402
-from core.synthetic import SyntheticOptions, SyntheticSource  # noqa: E402
+from core.synthetic import SyntheticOptions  # noqa: E402
 from core.tracker import Tracker, TrackerOptions  # noqa: E402
 
 FOCALS = (600, 900, 1200, 1800, 2400)
 MODES = ("auto", "true_focal", "ortho")
 ICT_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ict_facekit_head.npz"
-DETECTION_CACHE_VERSION = 1
 
 
 def sequence_options(focal: int, seed: int, frames: int) -> SyntheticOptions:
@@ -54,26 +50,11 @@ def sequence_options(focal: int, seed: int, frames: int) -> SyntheticOptions:
 
 
 def detect_sequence(opts: SyntheticOptions, model_arg: str, head) -> tuple[list, list]:
-    """Render a sequence and run the landmarker (VIDEO mode); cached on disk per setting."""
-    from core.landmarks import FaceLandmarker, LandmarkerOptions  # noqa: PLC0415
+    """Render a sequence and run the landmarker (VIDEO mode); cached on disk per setting
+    (``benchmarks/_common.detect_sequence``)."""
+    import _common  # noqa: PLC0415  (benchmarks/_common.py)
 
-    key = hashlib.sha256(json.dumps([DETECTION_CACHE_VERSION, head.source_sha256, opts.__dict__],
-                                    sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = cache_dir() / "bench" / f"detections-{key}.npz"
-    source = SyntheticSource(replace(opts, model=model_arg))
-    truths = [source.trajectory.at(i) for i in range(opts.frames)]
-    if path.exists():
-        data = np.load(path)
-        source.close()
-        return list(data["landmarks"]), truths
-    landmarks = []
-    with FaceLandmarker(LandmarkerOptions(running_mode="video", max_faces=1)) as lm:
-        for frame in source:
-            res = lm.detect(frame.rgb, frame.timestamp_ms)
-            landmarks.append(res.face.landmarks_px if res.face is not None else np.full((478, 2), np.nan, np.float32))
-    source.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, landmarks=np.stack(landmarks))
+    landmarks, _, truths = _common.detect_sequence(opts, model_arg, head)
     return landmarks, truths
 
 

@@ -2,18 +2,27 @@
 intrinsics on the synthetic head sequences.
 
     python benchmarks/intrinsics.py [--json OUT.json] [--quick] [--seeds 2] [--frames 120] [--views 15]
-                                    [--no-tracker] [--no-boards] [--ict PATH]
+                                    [--poses guided|random] [--no-tracker] [--no-boards] [--ict PATH]
 
-Part A — calibration (``core.calibration``, OpenCV's solver) from ``--views`` rendered board views
-(``core.calibration.render_board_views``: the project's exact pinhole renderer, then the lens by
-remapping) at focal lengths 400-2400 px, 640x480 and 1280x720, without and with strong radial
-distortion (barrel, the image corner pulled in by 12 % of its radius: k1 = -0.15/r², k2 = 0.03/r⁴
-with r the corner's normalised radius), ChArUco 9x6 and checkerboard 10x7, principal point off
-centre by up to 1 % of the image. Errors against the rendering camera: fx (%), principal point (px,
-the larger of cx and cy), distortion (px: the largest difference of the two lenses' displacement
-fields over the image area the board covered), RMS reprojection error, the reported σ of fx, and
-whether the principal point was estimated or fixed at the centre (``principal_point="auto"``).
-Per row the worst of ``--seeds`` seeds.
+Part A — calibration (``core.calibration.calibrate``: OpenCV's solver, distortion terms chosen by the
+likelihood-ratio test, honest σ) from ``--views`` rendered board views at focal lengths 400-2400 px,
+640x480 and 1280x720, without and with strong radial distortion (barrel, the image corner pulled in
+by 12 % of its radius: k1 = -0.15/r², k2 = 0.03/r⁴ with r the corner's normalised radius), ChArUco
+9x6 and checkerboard 10x7, principal point off centre by up to 1 % of the image. The views
+(``core.calibration.render_board_views``: the project's exact pinhole renderer with 4x MSAA, then the
+lens by remapping) are those of a user following the calibration session's guidance
+(``--poses guided``, default: ``core.calibration.GUIDED_VIEWS`` — board filling the frame face-on and
+tilted ~45° left/right/up/down and ~35° about both diagonals, the four image corners, the left and
+right edges — each with a human's imprecision, randomised per seed: ``guided_board_poses``), or
+``--poses random`` (``random_board_poses``: jittered 4x3 grid, tilts up to ±45°, board 35-70 % of the
+image width; what the benchmark used before the guided session existed). Errors against the
+rendering camera: fx (%), principal point (px, the larger of cx and cy), distortion (px: the
+largest difference of the two lenses' displacement fields over the image area the board covered),
+RMS reprojection error, the reported 1σ of fx and of the principal point, whether the principal
+point was estimated or fixed at the centre (``principal_point="auto"``), and the distortion terms
+the test kept. Per row the worst of ``--seeds`` seeds. Then the coverage of the reported σ over all
+rows and seeds: the fraction of errors within 1σ and 2σ (68 % and 95 % for an honest Gaussian σ), for
+the reported σ and for OpenCV's own (Jacobian) σ.
 
 Part B — the tracker on the accuracy benchmark's sequences (``benchmarks/accuracy.py``: 512x512,
 the head at f/2000 m, random background and light, real MediaPipe landmarks), face-region vertex
@@ -53,15 +62,15 @@ def strong_radial(focal: float, size: tuple[int, int]) -> LensDistortion:
     return LensDistortion.opencv(-0.15 / r2, 0.03 / r2 ** 2, 0.0, 0.0, 0.0)
 
 
-def calibrate_camera(board_text, intr, size, lens, views, seed):
+def calibrate_camera(board_text, intr, size, lens, views, seed, poses="guided"):
     board = BoardSpec.parse(board_text)
-    images = render_board_views(board, intr, size, views, lens, seed=seed)
+    images = render_board_views(board, intr, size, views, lens, seed=seed, poses=poses)
     detector = BoardDetector(board)
     dets = [d for d in (detector.detect(im, i) for i, im in enumerate(images)) if d is not None]
     return dets, calibrate(dets, "opencv", board=board)
 
 
-def board_rows(args) -> tuple[dict, list]:
+def board_rows(args) -> tuple[dict, list, dict]:
     sizes = SIZES[:1] if args.quick else SIZES
     focals = (400, 2400) if args.quick else FOCALS
     rows, raw = [], []
@@ -77,39 +86,48 @@ def board_rows(args) -> tuple[dict, list]:
                         intr = np.array([focal, focal * (1 + rng.uniform(-0.002, 0.002)), *pp])
                         lens = strong_radial(focal, size) if distorted else LensDistortion.opencv()
                         try:
-                            dets, cal = calibrate_camera(btext, intr, size, lens, args.views, seed)
+                            dets, cal = calibrate_camera(btext, intr, size, lens, args.views, seed, args.poses)
                         except CalibrationError as exc:
                             per_seed.append({"refused": str(exc)})
                             continue
                         covered = covered_points(image_grid(size), dets)
+                        err = cal.intrinsics - intr
                         per_seed.append({
-                            "fx_err_pct": 100 * abs(cal.intrinsics[0] - intr[0]) / intr[0],
-                            "fy_err_pct": 100 * abs(cal.intrinsics[1] - intr[1]) / intr[1],
-                            "pp_err_px": float(np.abs(cal.intrinsics[2:] - intr[2:]).max()),
+                            "fx_err_pct": 100 * abs(err[0]) / intr[0],
+                            "fy_err_pct": 100 * abs(err[1]) / intr[1],
+                            "pp_err_px": float(np.abs(err[2:]).max()),
                             "pp_fixed": cal.principal_point_fixed,
                             "dist_err_px": distortion_error_px((intr, lens), (cal.intrinsics, cal.lens), covered),
                             "rms_px": cal.rms_px, "fx_sigma_pct": 100 * cal.sigmas["fx"] / intr[0],
-                            "views": cal.num_views})
+                            "pp_sigma_px": float(max(cal.sigmas["cx"], cal.sigmas["cy"])),
+                            "terms": " ".join(cal.distortion_terms),
+                            "errors": {k: float(e) for k, e in zip(("fx", "fy", "cx", "cy"), err)},
+                            "sigmas": {k: float(cal.sigmas[k]) for k in ("fx", "fy", "cx", "cy")},
+                            "sigmas_jacobian": {k: float(cal.sigmas_jacobian[k]) for k in ("fx", "fy", "cx", "cy")},
+                            "warnings": list(cal.warnings), "views": cal.num_views})
                     ok = [r for r in per_seed if "refused" not in r]
                     row = {"size": f"{size[0]}x{size[1]}", "focal": focal, "lens": "radial" if distorted else "none",
                            "board": bname, "refused": len(per_seed) - len(ok)}
                     if ok:
                         for key in ("fx_err_pct", "fy_err_pct", "pp_err_px", "dist_err_px", "rms_px", "fx_sigma_pct"):
                             row[key] = max(r[key] for r in ok)
+                        measured = [r["pp_sigma_px"] for r in ok if np.isfinite(r["pp_sigma_px"])]  # NaN: pp fixed
+                        row["pp_sigma_px"] = max(measured) if measured else None
                         row["pp"] = "/".join(sorted({"fixed" if r["pp_fixed"] else "free" for r in ok}))
+                        row["terms"] = "/".join(sorted({_short_terms(r["terms"]) for r in ok}))
                         row["views"] = min(r["views"] for r in ok)
                     raw.append({**row, "seeds": per_seed})
                     rows.append(row)
             print(f"  boards {size[0]}x{size[1]} f={focal} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
                   flush=True)
-    headers = ["size", "f px", "lens", "board", "fx err %", "fy err %", "pp err px", "pp", "dist err px", "RMS px",
-               "σ fx %", "views", "refused"]
+    headers = ["size", "f px", "lens", "board", "fx err %", "σ fx %", "fy err %", "pp err px", "σ pp px", "pp",
+               "dist err px", "RMS px", "terms", "views", "refused"]
     table = _common.print_table(
-        f"A. Calibration from {args.views} rendered board views (worst of {args.seeds} seeds; lens 'radial' = "
-        f"corner pulled in {BARREL:.0%})", headers,
-        [[r["size"], r["focal"], r["lens"], r["board"], r.get("fx_err_pct"), r.get("fy_err_pct"), r.get("pp_err_px"),
-          r.get("pp", "-"), r.get("dist_err_px"), r.get("rms_px"), r.get("fx_sigma_pct"), r.get("views"), r["refused"]]
-         for r in rows], digits=3)
+        f"A. Calibration from {args.views} rendered board views, {args.poses} poses (worst of {args.seeds} seeds; "
+        f"lens 'radial' = corner pulled in {BARREL:.0%})", headers,
+        [[r["size"], r["focal"], r["lens"], r["board"], r.get("fx_err_pct"), r.get("fx_sigma_pct"), r.get("fy_err_pct"),
+          r.get("pp_err_px"), r.get("pp_sigma_px"), r.get("pp", "-"), r.get("dist_err_px"), r.get("rms_px"),
+          r.get("terms", "-"), r.get("views"), r["refused"]] for r in rows], digits=3)
     good = [r for r in rows if "fx_err_pct" in r]
     fx_ok = sum(r["fx_err_pct"] <= 0.5 for r in good)
     pp_ok = sum(r["pp_err_px"] <= 2.0 for r in good)
@@ -118,11 +136,36 @@ def board_rows(args) -> tuple[dict, list]:
     for r, full in zip(rows, raw):
         if "fx_err_pct" in r and (r["fx_err_pct"] > 0.5 or r["pp_err_px"] > 2.0):
             print(f"  misses: {r['size']} f={r['focal']} {r['lens']} {r['board']}: fx {r['fx_err_pct']:.2f} %, "
-                  f"pp {r['pp_err_px']:.1f} px ({r['pp']}), σ fx {r['fx_sigma_pct']:.2f} %")
-        for s in full["seeds"]:
-            if "refused" in s:
-                print(f"  refused: {r['size']} f={r['focal']} {r['lens']} {r['board']}: {s['refused']}")
-    return table, raw
+                  f"pp {r['pp_err_px']:.1f} px ({r['pp']}), σ fx {r['fx_sigma_pct']:.2f} %, σ pp "
+                  + (f"{r['pp_sigma_px']:.1f} px" if r["pp_sigma_px"] is not None else "- (fixed)")
+                  + ("; warned" if all(s.get("warnings") for s in full["seeds"] if "refused" not in s) else ""))
+        for s_ in full["seeds"]:
+            if "refused" in s_:
+                print(f"  refused: {r['size']} f={r['focal']} {r['lens']} {r['board']}: {s_['refused']}")
+    coverage = sigma_coverage(raw)
+    print("coverage of the reported 1σ over all rows and seeds (|error| <= kσ; honest Gaussian: 68 % / 95 %):")
+    for key, c in coverage.items():
+        print(f"  {key:<9} " + "   ".join(f"{p}: {c[p]['1']:.0%} / {c[p]['2']:.0%} (n={c[p]['n']})" for p in c))
+    return table, raw, coverage
+
+
+def _short_terms(terms: str) -> str:
+    return {"k1 k2": "k1k2", "k1 k2 k3": "+k3", "k1 k2 p1 p2": "+p", "k1 k2 p1 p2 k3": "+p+k3"}.get(terms, terms)
+
+
+def sigma_coverage(raw: list) -> dict:
+    """Fraction of |error| <= σ and <= 2σ per parameter, for the reported and the Jacobian σ (estimated only)."""
+    out = {}
+    for key in ("sigmas", "sigmas_jacobian"):
+        per = {}
+        for p in ("fx", "fy", "cx", "cy"):
+            z = [abs(s["errors"][p]) / s[key][p] for row in raw for s in row.get("seeds", [])
+                 if "errors" in s and np.isfinite(s[key][p]) and s[key][p] > 0]
+            z = np.asarray(z)
+            per[p] = {"1": float((z <= 1).mean()) if len(z) else float("nan"),
+                      "2": float((z <= 2).mean()) if len(z) else float("nan"), "n": int(len(z))}
+        out["reported" if key == "sigmas" else "jacobian"] = per
+    return out
 
 
 # --- part B: the tracker -----------------------------------------------------------------------------
@@ -151,7 +194,8 @@ def tracker_rows(args, ict: Path) -> tuple[dict, dict]:
                 opts = replace(opts, k1=lens.coeffs[0], k2=lens.coeffs[1])
             # calibrate this very camera from rendered boards (its pinhole and lens), as a user would
             intr = opts.intrinsics().astype(np.float64)
-            _, cal = calibrate_camera(BOARDS["charuco"], intr, (opts.width, opts.height), lens, args.views, seed)
+            _, cal = calibrate_camera(BOARDS["charuco"], intr, (opts.width, opts.height), lens, args.views, seed,
+                                      args.poses)
             landmarks, truths = accuracy.detect_sequence(opts, str(ict), head)
             detected = float(np.mean([np.isfinite(x).all() for x in landmarks]))
             hook = Undistorter(cal.intrinsics, cal.lens)
@@ -228,6 +272,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--views", type=int, default=15)
+    p.add_argument("--poses", choices=("guided", "random"), default="guided",
+                   help="board views of a user following the session's guidance (default) or random ones")
     p.add_argument("--no-tracker", action="store_true")
     p.add_argument("--no-boards", action="store_true")
     args = p.parse_args(argv)
@@ -237,9 +283,10 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     tables, extra = [], {}
     if not args.no_boards:
-        table, raw = board_rows(args)
+        table, raw, coverage = board_rows(args)
         tables.append(table)
         extra["boards"] = raw
+        extra["sigma_coverage"] = coverage
     if not args.no_tracker:
         ict = _common.ict_path(args)
         if ict is not None:

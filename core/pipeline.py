@@ -2,8 +2,10 @@
 
 Pipelined: a landmark thread reads frames and runs MediaPipe for frame t+1 while the caller's
 thread fits frame t. File sources never drop a frame (the queue blocks); live sources keep only
-the newest frame (latest wins). The same engine drives ``flamecam track`` and the GUI worker,
-which passes a ``stop`` event to abort. Each frame yields one :class:`FrameResult`.
+the newest frame (latest wins); a live source that makes each frame when asked (a simulated
+camera, ``frames_on_demand = True``) is read only when the tracker has taken the previous frame,
+so no frame is rendered or detected just to be dropped. The same engine drives ``flamecam track``
+and the GUI worker, which passes a ``stop`` event to abort. Each frame yields one :class:`FrameResult`.
 
 ``with_mesh=True`` (the GUI) also poses the full head mesh in camera space in the engine's thread,
 so a viewer draws it with the frame's intrinsics and never touches torch; :class:`ModelInfo`
@@ -14,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -108,7 +110,8 @@ class TrackingPipeline:
                  undistort: Callable[[np.ndarray], np.ndarray] | None = None, with_mesh: bool = False):
         self.source, self.tracker = source, tracker
         self.landmarker_options = landmarker_options or LandmarkerOptions(running_mode="video")
-        self.prior_fn = prior_fn
+        # None: the tracker's own regressor prior when the session attached one (core.session.attach_regressor).
+        self.prior_fn = prior_fn if prior_fn is not None else getattr(tracker, "regressor_prior", None)
         self.pipelined = pipelined
         self.max_frames = max_frames
         self.stop = stop or threading.Event()
@@ -116,6 +119,8 @@ class TrackingPipeline:
         self.stats = PipelineStats()
         self.error: BaseException | None = None
         self.with_mesh = with_mesh
+        self._taken = threading.Event()  # the consumer took an item (on-demand live sources wait for it)
+        self._taken.set()
         self._mesh_layer = None  # HeadModelLayer of the full mesh, built on first use (float32)
 
     @property
@@ -159,8 +164,18 @@ class TrackingPipeline:
         return frame, result, (time.perf_counter() - t0) * 1000, read_at
 
     def _producer(self, out: queue.Queue, landmarker: FaceLandmarker) -> None:
+        # A live source that makes each frame when asked (``frames_on_demand``, e.g. a simulated camera
+        # in another process) is read only once the tracker has taken the previous item: the frame is
+        # then the newest one, and no frame is produced or detected only to be dropped.
+        on_demand = self.source.is_live and getattr(self.source, "frames_on_demand", False)
         try:
-            for frame in self._frames():
+            frames = self._frames()
+            while True:
+                if on_demand and not self._wait_until_taken(out):
+                    return
+                frame = next(frames, None)
+                if frame is None:
+                    return
                 item = self._detect(landmarker, frame)
                 if self.source.is_live:
                     while True:  # latest wins: replace a result the tracker has not taken yet
@@ -194,6 +209,16 @@ class TrackingPipeline:
                         except queue.Empty:
                             pass
 
+    def _wait_until_taken(self, out: queue.Queue) -> bool:
+        """Block until the consumer has taken the queued item (if any); False when stopping."""
+        while True:
+            while not self._taken.wait(0.05):
+                if self.stop.is_set():
+                    return False
+            self._taken.clear()
+            if out.empty():  # else the flag was from an earlier get and our item is still waiting
+                return not self.stop.is_set()
+
     def run(self) -> Iterator[FrameResult]:
         """Yield a :class:`FrameResult` per processed frame; re-raises source errors at the end."""
         start = self._started_at = time.perf_counter()
@@ -206,6 +231,7 @@ class TrackingPipeline:
                 try:
                     while True:
                         item = items.get()
+                        self._taken.set()
                         if item is _END:
                             break
                         yield self._track(*item)
@@ -233,10 +259,12 @@ class TrackingPipeline:
         if lm.num_faces > 1:
             warnings.append(f"{lm.num_faces} faces in view; tracking the {self.landmarker_options.select} one")
         face = lm.face
-        prior = self.prior_fn(lm) if (self.prior_fn is not None and face is not None) else None
         points = None if face is None else face.landmarks_px
+        seen = lm
         if points is not None and self.undistort is not None:
             points = self.undistort(points)
+            seen = replace(lm, face=replace(face, landmarks_px=points))  # the prior sees the ideal pinhole too
+        prior = self.prior_fn(seen) if (self.prior_fn is not None and face is not None) else None
         track = self.tracker.step(points, frame.timestamp_s, frame.index,
                                   prior=prior, presence=None if face is None else face.presence)
         tracker_ms = (time.perf_counter() - t0) * 1000

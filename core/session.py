@@ -37,6 +37,7 @@ class SessionOptions:
     camera_profile: str | None = None  # a stored profile's name or a file (.json, OpenCV .yaml, K/dist .npz)
     auto_profile: bool = True  # use the stored profile of the camera that opened, if there is one
     use_metadata: bool = True  # photo/video focal-length metadata as the focal prior
+    regressor: str = "auto"  # auto: the model's trained regressor if any (core.regressor lookup) | none | a .onnx path
 
 
 def resolve_source(spec: str) -> tuple[str, str | None]:
@@ -94,7 +95,29 @@ def make_tracker(head: HeadModel, embedding: LandmarkEmbedding, source: FrameSou
         topts = TrackerOptions(**{**topts.__dict__, "focal_px": (topts.focal_prior or default_focal_prior(width, height)).focal_px})
     tracker = Tracker(head, embedding, (width, height), topts)
     tracker.intrinsics_plan = plan
+    attach_regressor(tracker, options, log=log or (lambda *_: None))
     return tracker
+
+
+def attach_regressor(tracker: Tracker, options: SessionOptions, log=print) -> None:
+    """Give the tracker its per-frame regressor (``tracker.regressor_prior``, a ``TrackingPipeline``
+    prior_fn that ``TrackingPipeline`` uses when given none) and say which, or that there is none
+    (``tracker.regressor_message``). An explicit ``--regressor`` file that does not fit is a ValueError."""
+    from core.regressor import NO_REGRESSOR_MESSAGE, RegressorError, RegressorPrior, load_regressor  # noqa: PLC0415
+
+    tracker.regressor_prior = None
+    if options.regressor == "none":
+        tracker.regressor_message = f"{NO_REGRESSOR_MESSAGE} (--regressor none)"
+    else:
+        explicit = None if options.regressor == "auto" else options.regressor
+        try:
+            regressor, tracker.regressor_message = load_regressor(tracker.head, explicit, tracker.options.camera_mode,
+                                                                  device=options.device)
+        except RegressorError as exc:
+            raise ValueError(str(exc)) from None
+        if regressor is not None:
+            tracker.regressor_prior = RegressorPrior(tracker, regressor)
+    log(f"note: {tracker.regressor_message}")
 
 
 def focal_mode(tracker: Tracker) -> str:

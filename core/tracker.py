@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -100,7 +100,7 @@ class TrackerOptions:
     rho_bias_sigma_per_m: float = 1.5
     focal_observable_sigma: float = 0.25  # posterior relative σ above which the state is "not_observable"
     focal_converged_sigma: float = 0.08
-    refine_budget_ms: float = 3.0  # time per frame given to the joint refinement running beside tracking
+    frame_budget_ms: float = 7.0  # per-frame time the joint refinement may fill after the frame's own fit
     smoothing: bool = True  # One-Euro on outputs (parameters per signal in ONE_EURO)
     reinit_after_s: float = 0.5  # re-initialise the pose after losing the face this long
     initial_identity_iterations: int = 8
@@ -169,6 +169,10 @@ class LandmarkModel:
         self.template = torch.as_tensor(blend(head.v_template), **kw)  # (L, 3)
         self.shapedirs = torch.as_tensor(blend(head.shapedirs), **kw)  # (L, 3, S)
         self.exprdirs = torch.as_tensor(blend(head.exprdirs), **kw)  # (L, 3, E)
+        # The same bases split by axis, (3, L, n) contiguous: Jacobians are three broadcast
+        # multiply-adds instead of L tiny batched matmuls (several times faster on a CPU).
+        self.shapedirs_by_axis = self.shapedirs.permute(1, 0, 2).contiguous()
+        self.exprdirs_by_axis = self.exprdirs.permute(1, 0, 2).contiguous()
         self.head_center = torch.as_tensor(head.head_center, **kw)
         offset, slope, self.rho_ref = embedding.bias_terms()
         self.bias_offset = torch.as_tensor(offset[self.ids], **kw)  # (L, 3) MediaPipe's bias model
@@ -199,11 +203,17 @@ class LandmarkModel:
 # --- small math ----------------------------------------------------------------------------------
 
 
-def _skew(v: torch.Tensor) -> torch.Tensor:
-    """(..., 3) -> (..., 3, 3) with skew(v) @ w = v × w."""
-    x, y, z = v.unbind(-1)
-    o = torch.zeros_like(x)
-    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
+def _rows_times_bases(m: torch.Tensor, bases_by_axis: torch.Tensor) -> torch.Tensor:
+    """Per-landmark (2, 3) rows times (3, n) bases. m: (L, 2, 3); bases_by_axis: (3, L, n) -> (L, 2, n)."""
+    return (m[..., 0, None] * bases_by_axis[0, :, None] + m[..., 1, None] * bases_by_axis[1, :, None]
+            + m[..., 2, None] * bases_by_axis[2, :, None])
+
+
+def _small_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve a small dense system; LAPACK through numpy is faster than torch's for n < ~200 on a CPU."""
+    if a.device.type != "cpu":
+        return torch.linalg.solve(a, b)
+    return torch.from_numpy(np.linalg.solve(a.numpy(), b.numpy()))
 
 
 def _exp_so3(delta: torch.Tensor) -> torch.Tensor:
@@ -285,9 +295,15 @@ class Tracker:
         self._recent_fits: deque[float] = deque(maxlen=30)
         self._last_result: TrackResult | None = None
         self._temporal_scale = 1.0
+        self._frame_dt = 1 / 30.0  # running typical interval between fitted frames (s)
+        self._lost_since_fit = False  # a no-face frame came after the last fit
         self.history: list[_Keyframe] = []
         self._history_meta: dict[int, tuple[float, np.ndarray, str]] = {}
+        self._block_list: list[tuple[str, int]] | None = None
+        self._blocks()
         self._refine_job = None  # a running joint refinement (generator), advanced a slice per frame
+        self._unit_s = 0.002  # running mean duration of one refinement unit
+        self._starved = 0  # frames in a row without a refinement unit
         self._shaped_for: torch.Tensor | None = None  # cache of template + identity at landmarks
 
     # -- public ------------------------------------------------------------------------------
@@ -313,22 +329,27 @@ class Tracker:
              prior: FramePrior | None = None, presence: np.ndarray | None = None) -> TrackResult:
         """Fit one frame. landmarks_px: (478, 2) detections or None when no face was found."""
         if landmarks_px is None:
+            self._lost_since_fit = self.state is not None
             if self._last_result is None:
                 return self._result(frame_index, timestamp_s, "no_face", None, float("nan"), 0.0)
             # Keep the last state (what the user saw) until the face comes back.
             nan2 = np.full((NUM_LANDMARKS, 2), np.nan)
             return replace(self._last_result, frame_index=frame_index, timestamp_s=timestamp_s,
                            tracking_state="lost", confidence=0.0, fit_error_px=float("nan"), landmarks_px=nan2)
+        step_start = time.perf_counter()
         uv, weight = self._observation(landmarks_px, presence)
         lost_for = None if self.last_seen_s is None else timestamp_s - self.last_seen_s
-        reacquired = self.state is not None and lost_for is not None and lost_for > 1.5 / 30
+        reacquired = self.state is not None and self._lost_since_fit
+        self._lost_since_fit = False
+        if lost_for is not None and not reacquired and lost_for > 0:  # typical interval between fitted frames
+            self._frame_dt = 0.9 * self._frame_dt + 0.1 * min(lost_for, 1.0)
         if self.state is None or (lost_for is not None and lost_for > self.options.reinit_after_s):
             self.state = self._initial_state(uv, weight, prior)
             for f in self._filters.values():
                 f.reset()
         previous = self.state.clone()
         # The temporal prior loosens with the time since the last fitted frame (after a loss).
-        self._temporal_scale = 1.0 if lost_for is None else max(1.0, lost_for * 30.0)
+        self._temporal_scale = 1.0 if lost_for is None else max(1.0, lost_for / self._frame_dt)
         self.state, _ = self._solve_frame(uv, weight, self.state, previous, self.options.iterations)
         self.last_seen_s = timestamp_s
         fit = self._fit_error(uv, self.state)
@@ -347,12 +368,7 @@ class Tracker:
             self._refine_job = self._refine_steps(self.options.refine_iterations)
             self._keyframes_changed, self._frames_since_refine = False, 0
         if self._refine_job is not None:
-            deadline = time.perf_counter() + self.options.refine_budget_ms / 1000
-            for _ in self._refine_job:
-                if time.perf_counter() > deadline:
-                    break
-            else:
-                self._refine_job = None
+            self._advance_refinement(step_start)
         self._follow_shape()
         tracking = "reacquired" if reacquired else "tracking"
         self._last_result = self._result(frame_index, timestamp_s, tracking, landmarks_px, fit, self._confidence(fit, uv))
@@ -360,6 +376,26 @@ class Tracker:
             self.history.append(_Keyframe(frame_index, uv, weight, self.state.clone(), (0, 0), fit))
             self._history_meta[frame_index] = (timestamp_s, np.asarray(landmarks_px, np.float64), tracking)
         return self._last_result
+
+    def _advance_refinement(self, step_start: float) -> None:
+        """Run units of the joint refinement while the frame's time budget allows: a unit is only
+        started if its typical duration still fits, and at least one runs every few frames."""
+        budget = self.options.frame_budget_ms / 1000
+        ran = 0
+        while True:
+            elapsed = time.perf_counter() - step_start
+            if elapsed + self._unit_s > budget and (ran or self._starved < 3):
+                self._starved += ran == 0
+                return
+            t0 = time.perf_counter()
+            try:
+                next(self._refine_job)
+            except StopIteration:
+                self._refine_job = None
+                return
+            self._unit_s = 0.8 * self._unit_s + 0.2 * (time.perf_counter() - t0)
+            ran += 1
+            self._starved = 0
 
     def _follow_shape(self, rate: float | None = None) -> None:
         """Move the live identity towards the estimate (a fraction per frame; 1 jumps)."""
@@ -443,11 +479,16 @@ class Tracker:
     # -- residuals and Jacobians ---------------------------------------------------------------
 
     def _blocks(self) -> list[tuple[str, int]]:
+        """The per-frame unknowns as (name, width), in column order (fixed for a tracker)."""
+        if self._block_list is not None:
+            return self._block_list
         blocks = [("rot", 3), ("cam", 3), ("expr", self.head.num_expr)]
         if self.model.articulated and self.head.has_joint("jaw"):
             blocks.append(("jaw", 3))
         if self.model.has_iris:
             blocks.append(("eyes", 6))
+        self._block_list = blocks
+        self._block_offsets = dict(zip((n for n, _ in blocks), np.cumsum([0] + [w for _, w in blocks])[:-1].tolist()))
         return blocks
 
     def _state_rho(self, state: _State) -> torch.Tensor:
@@ -516,7 +557,7 @@ class Tracker:
         # Rotation: right perturbation R <- R exp(δ), d(R exp(δ) p)/dδ = -R [p]x; a row r times
         # -[p]x is the cross product p x r.
         cols = {"rot": torch.linalg.cross(p_rot[:, None, :].expand_as(m), m), "cam": j_cam,
-                "expr": m @ self.model.exprdirs}
+                "expr": _rows_times_bases(m, self.model.exprdirs_by_axis)}
         if art is not None:
             j_art = m @ art
             if self.head.has_joint("jaw"):
@@ -527,7 +568,7 @@ class Tracker:
         if shared:
             shared_cols = {}
             if "shape" in shared:
-                shared_cols["shape"] = m @ self.model.shapedirs
+                shared_cols["shape"] = _rows_times_bases(m, self.model.shapedirs_by_axis)
             if "focal" in shared:
                 # d uv / d log f with the head's depth scaled by f (see _rescale_for_focal): the image
                 # scale cancels to first order and what is left is the perspective signal.
@@ -564,7 +605,7 @@ class Tracker:
         jw = jac * w2[:, None]
         h_local = jw.T @ jac
         g_local = jw.T @ r2
-        offsets = dict(zip((n for n, _ in blocks), np.cumsum([0] + [w_ for _, w_ in blocks])[:-1].tolist()))
+        offsets = self._block_offsets
         diag = torch.zeros(len(g_local), **self.kw)
         grad = torch.zeros(len(g_local), **self.kw)
         for name, first, diff, sigma in self._priors(state, previous):
@@ -635,18 +676,20 @@ class Tracker:
         if "eyes" in blocks:
             terms.append(("eyes", 0, state.eyes, 0.3))
         if previous is not None:
-            o = replace(self.options, **{k: getattr(self.options, k) * self._temporal_scale for k in (
-                "temporal_rot_sigma", "temporal_trans_sigma_m", "temporal_expr_sigma")})
+            scale = self._temporal_scale
+            sig_rot, sig_trans, sig_expr = (scale * self.options.temporal_rot_sigma,
+                                            scale * self.options.temporal_trans_sigma_m,
+                                            scale * self.options.temporal_expr_sigma)
             rel = previous.rot.T @ state.rot  # small: its skew part is the rotation vector (right-perturbation frame)
             d_rot = 0.5 * torch.stack([rel[2, 1] - rel[1, 2], rel[0, 2] - rel[2, 0], rel[1, 0] - rel[0, 1]])
-            terms.append(("rot", 0, d_rot, o.temporal_rot_sigma))
+            terms.append(("rot", 0, d_rot, sig_rot))
             if self.ortho:
                 depth = self.focal_px / float(torch.exp(state.log_scale))
-                terms += [("cam", 0, (state.log_scale - previous.log_scale)[None], o.temporal_trans_sigma_m / depth),
-                          ("cam", 1, state.offset - previous.offset, o.temporal_trans_sigma_m * self.focal_px / depth)]
+                terms += [("cam", 0, (state.log_scale - previous.log_scale)[None], sig_trans / depth),
+                          ("cam", 1, state.offset - previous.offset, sig_trans * self.focal_px / depth)]
             else:
-                terms.append(("cam", 0, state.trans - previous.trans, o.temporal_trans_sigma_m))
-            terms.append(("expr", 0, state.expr - previous.expr, o.temporal_expr_sigma))
+                terms.append(("cam", 0, state.trans - previous.trans, sig_trans))
+            terms.append(("expr", 0, state.expr - previous.expr, sig_expr))
         return terms
 
     def _cost(self, uv_obs, weight, state: _State, shape, previous: _State | None, data_sigma: float) -> float:
@@ -670,7 +713,7 @@ class Tracker:
         cost = normal.cost
         for it in range(iterations):
             h = normal.h_local
-            delta = -torch.linalg.solve(h + lam * torch.diag(h.diagonal()).clamp_min(1e-9), normal.g_local)
+            delta = -_small_solve(h + lam * torch.diag(h.diagonal()).clamp_min(1e-9), normal.g_local)
             trial = self._apply(state, delta)
             trial_cost = self._cost(uv_obs, weight, trial, shape, previous, sigma)
             if trial_cost <= cost:
@@ -900,26 +943,33 @@ class Tracker:
             return TrackResult(frame_index, timestamp_s, tracking_state, self.shape_live.cpu().numpy(), np.zeros(E), z3, z3,
                                z3, z3, np.zeros(6), intr, float("nan"), sigma_px, self.focal_state, float("nan"), 0.0,
                                nan2, nan2, self.shape_version, self.options.camera_mode)
+        import cv2  # noqa: PLC0415
+
         st = self.state
-        rotation = camera.matrix_to_axis_angle(st.rot).cpu().numpy()
+        # Outputs in numpy (cv2.Rodrigues): a handful of small torch ops per value costs more here.
+        rot = st.rot.detach().cpu().numpy()
+        flip = np.array([1.0, -1.0, -1.0])
+        center_model = flip * (rot @ self.head.head_center.astype(np.float64))
+        rotation = cv2.Rodrigues(rot)[0].ravel()
         if self.ortho:
             scale = float(torch.exp(st.log_scale))
             depth = self.focal_px / scale  # the depth a camera of the nominal focal would need
-            center_cam = np.array([float(st.offset[0]) / scale, float(st.offset[1]) / scale, depth])
-            translation = center_cam - (self.flip * (st.rot @ self.model.head_center)).cpu().numpy()
+            offset = st.offset.detach().cpu().numpy()
+            center_cam = np.array([offset[0] / scale, offset[1] / scale, depth])
+            translation = center_cam - center_model
             rho = 0.0  # weak perspective assumes ρ = 0
         else:
             scale = float("nan")
-            translation = st.trans.cpu().numpy()
-            center_cam = (self.flip * (st.rot @ self.model.head_center) + st.trans).cpu().numpy()
+            translation = st.trans.detach().cpu().numpy()
+            center_cam = center_model + translation
             rho = 1.0 / float(center_cam[2])
-        values = {"rotation": rotation, "center": center_cam, "expr": st.expr.cpu().numpy(),
-                  "jaw": st.jaw.cpu().numpy(), "eyes": st.eyes.cpu().numpy()}
+        values = {"rotation": rotation, "center": center_cam, "expr": st.expr.detach().cpu().numpy(),
+                  "jaw": st.jaw.detach().cpu().numpy(), "eyes": st.eyes.detach().cpu().numpy()}
         if smooth and self.options.smoothing and tracking_state in ("tracking", "reacquired"):
             # Filter the head centre, not the translation: the translation of a rotation about the
             # origin carries the rotation too, and filtering both would make the head wobble.
             values = {k: self._filters[k](v, timestamp_s) for k, v in values.items()}
-            rot_cam = camera.rotation_model_to_camera(torch.as_tensor(values["rotation"], dtype=torch.float64)).numpy()
+            rot_cam = flip[:, None] * cv2.Rodrigues(values["rotation"])[0]
             translation = values["center"] - rot_cam @ self.head.head_center.astype(np.float64)
         values["translation"] = translation
         fitted = nan2.copy()

@@ -91,3 +91,11 @@ def test_no_third_party_model_data_in_git():
     assert "core/assets.py" in tracked  # the listing is real
     offenders = [p for p in tracked for pattern in FORBIDDEN_TRACKED if fnmatch.fnmatch(p.lower(), pattern)]
     assert not offenders, f"third-party model data is tracked in git (resolve it at run time instead): {offenders}"
+
+
+def test_pyside_is_not_the_release_that_over_releases_none():
+    """PySide6 6.12.0 drops references to None/True on Python 3.11 and crashes pyqtgraph windows;
+    pyproject.toml excludes it. A venv that still has it must be re-installed."""
+    from importlib.metadata import version
+
+    assert version("PySide6-Essentials") != "6.12.0", "reinstall: pip install -e . (PySide6-Essentials!=6.12.0)"

@@ -143,3 +143,30 @@ def test_track_with_a_camera_profile_records_it(tmp_path, config_dir):
     assert info["focal_sigma_rel"] == pytest.approx(0.9 / 300)
     assert np.allclose(rec.fx, 300.0) and np.allclose(rec.cx, 160.0)
     assert json.loads(json.dumps(rec.meta.extra))  # plain JSON
+
+
+def test_calibrate_live_camera_until_ready(tmp_path, board_images, monkeypatch, capsys):
+    """A live source (stand-in for a webcam) that holds each board position for three frames: views are
+    taken once the board is still, guidance is printed, and capture stops by itself when ready."""
+    import core.sources
+    from core.sources import Frame, FrameSource
+
+    class FakeCamera(FrameSource):
+        is_live = True
+        size = (640, 480)
+        name = "fake camera"
+        delivered = 0
+
+        def __iter__(self):
+            for i in range(200):
+                FakeCamera.delivered += 1
+                yield Frame(i, i / 30, board_images[(i // 3) % len(board_images)])
+
+    monkeypatch.setattr(core.sources, "open_source", lambda spec: FakeCamera())
+    rc = main(["calibrate", "webcam:7", "--board", BOARD, "--views", "12", "--name", "live cam"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "[1 views] took view 1." in captured.err and "hold the board still" in captured.err
+    assert FakeCamera.delivered < 60  # stopped once 12 views were taken and coverage was enough
+    (profile,) = list_profiles()
+    assert profile.name == "live cam" and abs(profile.intrinsics[0] - INTR[0]) / INTR[0] < 0.006

@@ -10,9 +10,6 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from app.qt_runtime import apply_pyside_workarounds  # noqa: E402
-
-apply_pyside_workarounds()  # PySide6 6.12.0 on Python 3.11 over-releases None (see app/qt_runtime.py)
 
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
@@ -276,7 +273,7 @@ def test_rolling_series_wraps_in_time_order():
     for i in range(8):
         series.append(t_s=float(i), v=10.0 * i)
     view = series.view()
-    assert view["t_s"].tolist() == [3, 4, 5, 6, 7] and series.last("v") == 70
+    assert view["t_s"].tolist() == [3, 4, 5, 6, 7] and series.last("v") == 70 and series.first("v") == 30
     assert series.view(since=5.5)["t_s"].tolist() == [6, 7]
 
 
@@ -292,8 +289,10 @@ def test_live_plots_window_band_prior_and_pause(qtbot):
     t, focal = plots.focal_curve.getData()
     assert t.min() >= 30 - 10 - 0.6 and math.isclose(t.max(), 29.9)  # the rolling window (+5 % lead-in)
     np.testing.assert_allclose(focal, 600 + np.round(t * 10))
-    _, upper = plots.focal_upper.getData()
-    np.testing.assert_allclose(upper - focal, 50.0)  # ±1σ band
+    tu, upper = plots.focal_upper.getData()
+    tl, lower = plots.focal_lower.getData()
+    np.testing.assert_allclose(np.interp(t, tu, upper) - focal, 50.0)  # ±1σ band
+    np.testing.assert_allclose(focal - np.interp(t, tl, lower), 50.0)
     _, prior = plots.focal_prior_curve.getData()
     assert np.isnan(prior).all()  # the window holds no "not observable" samples any more
     assert "estimating" in plots.focal_label.text() and "ρ = 2.50" in plots.focal_label.text()
@@ -372,7 +371,7 @@ def test_offscreen_view_says_why_it_cannot_draw(window, qtbot):
         pass
     if window.view.gl_window is None:
         assert "OpenGL is not available" in window.view.gl_error
-        assert window.view.grab_image() is None
+        assert window.view.render_image() is None
 
 
 # --- entry points ---------------------------------------------------------------------------------

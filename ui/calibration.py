@@ -18,22 +18,29 @@ API (all on the GUI thread)::
             camera_name="Logitech BRIO")          # or w.set_session(CalibrationSession(...))
     w.show_frame(rgb)                             # per camera frame: runs session.process(rgb) (5-60 ms)
     w.show_frame(rgb, feedback)                   # ... or pass the FrameFeedback if a worker ran process()
-    w.solve() -> Calibration | None               # the Solve button does this
+    w.show_detection(rgb, detection)              # ... or a BoardDetection a worker found (cheap on this thread)
+    w.solve() -> Calibration | None               # synchronous
+    w.solve_in_background()                       # the Solve button: OpenCV's solve (0.2-2 s) off the GUI thread
     w.save_profile() -> Path | None               # the Save button; name from start(camera_name=) or the field
     signals: viewTaken(int views), solved(object Calibration), refused(str reason), profileSaved(str path)
 
 :class:`IntrinsicsStatusLabel` is a one-line label for the main window that shows which
 intrinsics are active (``set_plan(core.session.IntrinsicsPlan)``): the camera profile's name or the
 focal-length mode.
+
+:class:`CalibrationPage` is the main window's calibration mode: the board and lens-model choice,
+start / stop, a printable board image, and the :class:`CalibrationWidget`; ``app.gui`` feeds it
+the current source's frames (board detection runs in ``app.gui_worker.CalibrationThread``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QThread, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -44,7 +51,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.calibration import Calibration, CalibrationError, CalibrationSession, FrameFeedback
+from core.calibration import (
+    BoardDetection,
+    BoardSpec,
+    Calibration,
+    CalibrationError,
+    CalibrationSession,
+    FrameFeedback,
+    calibrate,
+)
 
 COVERED_WELL = 12  # corners per cell counted as "well covered" (full green)
 
@@ -138,6 +153,7 @@ class CalibrationWidget(QWidget):
         self.session: CalibrationSession | None = None
         self.result: Calibration | None = None
         self.camera_name = ""
+        self._solver: _SolveThread | None = None
         self.coverage_map = CoverageMap()
         self.status_label = QLabel("Start a calibration to see the board coverage.")
         self.guidance_label = QLabel()
@@ -157,7 +173,7 @@ class CalibrationWidget(QWidget):
         self.save_button = QPushButton("Save profile")
         self.save_button.setToolTip("Store the calibration; it is used automatically when this camera opens")
         self.reset_button = QPushButton("Start over")
-        self.solve_button.clicked.connect(lambda: self.solve())
+        self.solve_button.clicked.connect(lambda: self.solve_in_background())
         self.save_button.clicked.connect(lambda: self.save_profile())
         self.reset_button.clicked.connect(lambda: self.reset())
 
@@ -187,6 +203,8 @@ class CalibrationWidget(QWidget):
         return session
 
     def set_session(self, session: CalibrationSession, camera_name: str = "") -> None:
+        self.wait_for_solver()
+        self._solver = None  # its result belongs to the old session
         self.session, self.result = session, None
         self.camera_name = camera_name or self.camera_name
         if camera_name:
@@ -199,9 +217,10 @@ class CalibrationWidget(QWidget):
         """Drop every view and start again with the same board and settings."""
         if self.session is None:
             return
+        self.wait_for_solver()
         s = self.session
         self.set_session(CalibrationSession(s.board, s.image_size, s.model, s.criteria, s.target_views,
-                                            s.min_novelty, s.still_px, s.cells))
+                                            s.min_novelty, s.still_px, s.cells, s.principal_point))
 
     def show_frame(self, rgb: np.ndarray, feedback: FrameFeedback | None = None) -> FrameFeedback | None:
         """Show a camera frame; without ``feedback`` the widget runs ``session.process`` on it."""
@@ -218,21 +237,67 @@ class CalibrationWidget(QWidget):
         self._refresh()
         return feedback
 
+    def show_detection(self, rgb: np.ndarray, detection: BoardDetection | None) -> FrameFeedback | None:
+        """Show a camera frame whose board ``detection`` (or None) a worker thread found: the
+        session judges it here (cheap), so the session is only ever changed on this thread."""
+        if self.session is None:
+            self.coverage_map.set_frame(rgb)
+            return None
+        self.session.frames_seen += 1
+        return self.show_frame(rgb, self.session.add_detection(detection))
+
     def solve(self) -> Calibration | None:
+        """Solve now, on this thread (blocks for OpenCV's solve); see :meth:`solve_in_background`."""
         if self.session is None:
             return None
         try:
-            self.result = self.session.solve()
+            result = self.session.solve()
         except CalibrationError as exc:
-            self.result = None
-            self.result_label.setText(f"<b>Calibration refused:</b> {exc}")
-            self.refused.emit(str(exc))
-            self._refresh()
+            self._show_solution(None, str(exc))
             return None
-        self.result_label.setText("<pre>" + self.result.summary() + "</pre>")
-        self.solved.emit(self.result)
-        self._refresh()
+        self._show_solution(result, "")
         return self.result
+
+    def solve_in_background(self) -> bool:
+        """Solve the views taken so far in a thread (the GUI keeps running; frames keep being judged
+        meanwhile but the solve uses the views of the moment); ``solved`` / ``refused`` follow."""
+        if self.session is None or self.solving:
+            return False
+        s = self.session
+        self._solver = _SolveThread(list(s.views), s.model, s.criteria, s.board, s.principal_point, self)
+        self._solver.done.connect(self._on_solved)
+        self.result_label.setText(f"Solving with {len(s.views)} views…")
+        self._solver.start()
+        self._refresh()
+        return True
+
+    @property
+    def solving(self) -> bool:
+        return self._solver is not None and not self._solver.isFinished()
+
+    def wait_for_solver(self) -> None:
+        """Block until a background solve has ended (before the widget or its session goes)."""
+        if self._solver is not None:
+            self._solver.wait()
+
+    def _on_solved(self, solver, result, error: str) -> None:
+        if solver is not self._solver or self.session is None:
+            return  # the solve of a session that was replaced meanwhile
+        solver.wait()
+        self._solver = None
+        if result is not None:
+            self.session.result = result
+        self._show_solution(result, error)
+
+    def _show_solution(self, result: Calibration | None, error: str) -> None:
+        self.result = result
+        if result is None:
+            self.result_label.setText(f"<b>Calibration refused:</b> {error}")
+            self.refused.emit(error)
+        else:
+            self.result_label.setText("<pre>" + result.summary() + "</pre>")
+            self.solved.emit(result)
+        self._refresh()
 
     def save_profile(self, directory: str | Path | None = None) -> Path | None:
         """Store the last result as a camera profile (name from the name field)."""
@@ -263,9 +328,31 @@ class CalibrationWidget(QWidget):
         self.progress.setValue(min(len(s.views), target))
         self.guidance_label.setText("<br>".join(s.guidance()))
         self.coverage_map.set_coverage(s.coverage(), s.image_size)
-        self.solve_button.setEnabled(len(s.views) >= s.criteria.min_views)
-        self.save_button.setEnabled(self.result is not None)
+        self.solve_button.setEnabled(len(s.views) >= s.criteria.min_views and not self.solving)
+        self.save_button.setEnabled(self.result is not None and not self.solving)
         self.reset_button.setEnabled(bool(s.views))
+
+
+class _SolveThread(QThread):
+    """``core.calibration.calibrate`` on a snapshot of the views, off the GUI thread."""
+
+    done = Signal(object, object, str)  # this thread, Calibration or None, refusal reason
+
+    def __init__(self, views, model, criteria, board, principal_point, parent=None):
+        super().__init__(parent)
+        self.views, self.model, self.criteria, self.board = views, model, criteria, board
+        self.principal_point = principal_point
+        self.setObjectName("flamecam-calibration-solve")
+
+    def run(self) -> None:
+        try:
+            result = calibrate(self.views, self.model, self.criteria, self.board, principal_point=self.principal_point)
+        except CalibrationError as exc:
+            self.done.emit(self, None, str(exc))
+        except Exception as exc:  # noqa: BLE001  (nothing may escape a QThread; the user sees why)
+            self.done.emit(self, None, f"the solver failed: {type(exc).__name__}: {exc}")
+        else:
+            self.done.emit(self, result, "")
 
 
 class IntrinsicsStatusLabel(QLabel):
@@ -292,3 +379,134 @@ class IntrinsicsStatusLabel(QLabel):
             text = "Focal length: estimated online (no camera profile)"
         self.setText(text)
         self.setToolTip(plan.describe())
+
+
+LENS_MODEL_TEXT = {
+    "opencv": "Standard lens (k1 k2, plus p1 p2 k3 when needed)",
+    "rational": "Strong distortion (rational k1..k6)",
+    "fisheye": "Fisheye (wider than ~120°)",
+}
+
+
+class CalibrationPage(QWidget):
+    """The main window's calibration mode: board and lens choice, start / stop, and the guided
+    :class:`CalibrationWidget` (frames come from ``app.gui``)."""
+
+    startRequested = Signal()
+    stopRequested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.board_edit = QLineEdit()
+        self.board_edit.setPlaceholderText("charuco:9x6,square=0.03,marker=0.022")
+        self.board_edit.setToolTip("The printed board: charuco:NXxNY,square=M,marker=M[,dict=DICT_5X5_100] or "
+                                   "checkerboard:NXxNY,square=M (counts are squares; measure the printed square "
+                                   "in metres)")
+        self.board_edit.editingFinished.connect(self._check_board)
+        self.model_combo = QComboBox()
+        for key, text in LENS_MODEL_TEXT.items():
+            self.model_combo.addItem(text, key)
+        self.start_button = QPushButton("▶ Start calibration")
+        self.start_button.setToolTip("Open the current source and look for the board (tracking stops meanwhile)")
+        self.start_button.clicked.connect(self._on_start_clicked)
+        self.board_image_button = QPushButton("Board image…")
+        self.board_image_button.setToolTip("Save a printable image of this board (300 dpi PNG)")
+        self.board_image_button.clicked.connect(self._save_board_image)
+        self.source_label = QLabel("Shows the current source (choose it in Session). Print the board, glue it flat, "
+                                   "measure a square, then press Start.")
+        self.source_label.setWordWrap(True)
+        self.source_label.setStyleSheet("color: #b0b0b0")
+        self.widget = CalibrationWidget()
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Board"))
+        top.addWidget(self.board_edit, 2)
+        top.addWidget(QLabel("Lens"))
+        top.addWidget(self.model_combo, 1)
+        top.addWidget(self.board_image_button)
+        top.addWidget(self.start_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.source_label)
+        layout.addWidget(self.widget, 1)
+        self.running = False
+
+    def board_text(self) -> str:
+        return self.board_edit.text().strip()
+
+    def set_board(self, text: str) -> None:
+        self.board_edit.setText(text)
+
+    def board(self) -> BoardSpec:
+        """The board to look for; ValueError (with the reason) for a spec that does not parse."""
+        return BoardSpec.parse(self.board_text() or self.board_edit.placeholderText())
+
+    def model(self) -> str:
+        return self.model_combo.currentData()
+
+    def set_model(self, model: str) -> None:
+        index = self.model_combo.findData(model)
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
+
+    def set_running(self, running: bool) -> None:
+        self.running = running
+        self.start_button.setText("■ Stop calibration" if running else "▶ Start calibration")
+        self.board_edit.setEnabled(not running)
+        self.model_combo.setEnabled(not running)
+
+    def set_source_text(self, text: str) -> None:
+        self.source_label.setText(text)
+
+    def _on_start_clicked(self) -> None:
+        (self.stopRequested if self.running else self.startRequested).emit()
+
+    def _check_board(self) -> bool:
+        try:
+            self.board()
+        except ValueError as exc:
+            self.board_edit.setToolTip(f"Not a board: {exc}")
+            self.board_edit.setStyleSheet("border: 1px solid #d93025")
+            return False
+        self.board_edit.setStyleSheet("")
+        return True
+
+    def _save_board_image(self) -> None:
+        from PySide6.QtWidgets import QFileDialog  # noqa: PLC0415
+
+        try:
+            board = self.board()
+        except ValueError as exc:
+            self.widget.result_label.setText(f"<b>Not a board:</b> {exc}")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save a printable board", f"{board.kind}_board.png",
+                                              "PNG image (*.png)")
+        if path:
+            self.save_board_image(path)
+
+    def save_board_image(self, path: str | Path, dpi: int = 300) -> Path:
+        """Write the board as a PNG to print at 100 % (``dpi``); returns the path."""
+        board = self.board()
+        px = max(20, int(round(board.square_m / 0.0254 * dpi)))
+        rgb = np.ascontiguousarray(board.image(px_per_square=px))
+        if rgb.ndim == 2:
+            rgb = np.ascontiguousarray(np.repeat(rgb[:, :, None], 3, axis=2))
+        h, w = rgb.shape[:2]
+        image = QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888)
+        image.setDotsPerMeterX(round(dpi / 0.0254))
+        image.setDotsPerMeterY(round(dpi / 0.0254))
+        if not image.save(str(path), "PNG"):
+            raise OSError(f"cannot write {path}")
+        w_m, h_m = board.size_m
+        self.widget.result_label.setText(f"Saved {path}: print it at 100 % scale ({w_m * 100:.1f} × {h_m * 100:.1f} cm), "
+                                         "glue it flat and measure a square; enter the measured size as square=…")
+        return Path(path)
+
+    def save_settings(self, s) -> None:
+        s.setValue("calibration/board", self.board_text())
+        s.setValue("calibration/model", self.model())
+
+    def restore_settings(self, s) -> None:
+        board = s.value("calibration/board")
+        if board:
+            self.set_board(str(board))
+        self.set_model(str(s.value("calibration/model", "opencv")))

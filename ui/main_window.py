@@ -1,5 +1,11 @@
 """flamecam's main window: video view with overlay, live plots, session/overlay/record panels, status bar.
 
+Two modes, as tabs over the central area: **Track** (the video with the overlay) and **Calibrate**
+(:class:`ui.calibration.CalibrationPage`: the current source's frames with the board coverage map
+and guidance, solve, save a camera profile). The status bar says which intrinsics the session
+uses (:class:`ui.calibration.IntrinsicsStatusLabel`: fixed focal, the camera profile's name, a
+metadata prior or estimated online).
+
 Widgets only. The window shows what it is given and emits what the user asks for; ``app.gui``
 wires it to the tracking thread. Messages (notices and errors) appear in a banner above the
 video, never in a blocking dialog, so the app keeps running whatever happens. Window geometry,
@@ -21,11 +27,13 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QStackedWidget,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from ui.calibration import CalibrationPage, IntrinsicsStatusLabel
 from ui.overlay_view import OverlayView
 from ui.panels import CameraPanel, ModelPanel, OverlayPanel, RecordPanel, SourcePanel
 from ui.plots import LivePlots
@@ -79,6 +87,7 @@ class MainWindow(QMainWindow):
     exportRequested = Signal(str, str)  # recording path, format
     exportFileRequested = Signal()  # pick any recording to export
     refreshWebcamsRequested = Signal()
+    modeChanged = Signal(str)  # "track" | "calibrate": the user switched tabs
     aboutToClose = Signal()  # emitted synchronously from closeEvent: stop threads here
 
     def __init__(self, settings: QSettings | None = None, parent=None):
@@ -97,12 +106,20 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.placeholder)
         self.stack.addWidget(self.view)
+        self.calibration_page = CalibrationPage()
+        self.mode_tabs = QTabWidget()
+        self.mode_tabs.setDocumentMode(True)
+        self.mode_tabs.addTab(self.stack, "Track")
+        self.mode_tabs.addTab(self.calibration_page, "Calibrate camera")
+        self.mode_tabs.setTabToolTip(1, "Calibrate the current camera with a printed board: focal length, principal "
+                                        "point and lens distortion, saved as a camera profile that tracking uses")
+        self.mode_tabs.currentChanged.connect(lambda _i: self.modeChanged.emit(self.mode()))
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.banner)
-        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.mode_tabs, 1)
         self.setCentralWidget(central)
 
         # panels
@@ -128,12 +145,15 @@ class MainWindow(QMainWindow):
         session_layout.addStretch(1)
         self.overlay_panel = OverlayPanel()
         self.record_panel = RecordPanel()
+        for panel in (self.overlay_panel, self.record_panel):  # the dock's title says it already
+            panel.setTitle("")
+            panel.setFlat(True)
         self.plots = LivePlots()
         self.session_dock = self._dock("Session", session, Qt.DockWidgetArea.RightDockWidgetArea)
         self.overlay_dock = self._dock("Overlay", self.overlay_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.record_dock = self._dock("Record", self.record_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.plots_dock = self._dock("Plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea, scroll=False)
-        self.resizeDocks([self.plots_dock], [300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.plots_dock], [340], Qt.Orientation.Vertical)
 
         for panel in (self.source_panel, self.model_panel, self.camera_panel):
             panel.changed.connect(self.sessionChanged.emit)
@@ -145,6 +165,9 @@ class MainWindow(QMainWindow):
         self.view.fileDropped.connect(self.drop_path)
 
         # status bar: permanent fields
+        self.intrinsics_label = IntrinsicsStatusLabel("")
+        self.intrinsics_label.setStyleSheet("color: #8ab4f8")
+        self.statusBar().addPermanentWidget(self.intrinsics_label)
         self.status_fields: dict[str, QLabel] = {}
         for key, tip in (("device", "Where the tracker runs"), ("fps", "Frames tracked per second"),
                          ("latency", "From a frame being read to its result"), ("state", "Tracking state"),
@@ -194,11 +217,13 @@ class MainWindow(QMainWindow):
         self.record_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
         self.record_action.triggered.connect(self.record_panel.button.toggle)
         track_menu.addAction(self.record_action)
+        track_menu.addSeparator()
+        track_menu.addAction("&Calibrate camera…", lambda: self.set_mode("calibrate"), QKeySequence("Ctrl+K"))
         view_menu = self.menuBar().addMenu("&View")
         for dock in (self.session_dock, self.overlay_dock, self.record_dock, self.plots_dock):
             view_menu.addAction(dock.toggleViewAction())
         pause = QAction("&Pause plots", self)
-        pause.setShortcut(QKeySequence("Space"))
+        pause.setShortcut(QKeySequence("P"))
         pause.triggered.connect(lambda: self.plots.set_paused(not self.plots.paused))
         view_menu.addAction(pause)
         help_menu = self.menuBar().addMenu("&Help")
@@ -240,6 +265,26 @@ class MainWindow(QMainWindow):
 
     # -- shown state ---------------------------------------------------------------------------------
 
+    def mode(self) -> str:
+        """'track' or 'calibrate' (the central tab shown)."""
+        return "calibrate" if self.mode_tabs.currentWidget() is self.calibration_page else "track"
+
+    def set_mode(self, mode: str, emit: bool = True) -> None:
+        index = 1 if mode == "calibrate" else 0
+        if not emit:
+            self.mode_tabs.blockSignals(True)
+        self.mode_tabs.setCurrentIndex(index)
+        if not emit:
+            self.mode_tabs.blockSignals(False)
+
+    def set_intrinsics(self, plan) -> None:
+        """Show which intrinsics the session uses (``core.session.IntrinsicsPlan``) and offer the
+        undistorted-video toggle when its camera profile has lens distortion."""
+        self.intrinsics_label.set_plan(plan)
+        lens = None if plan is None else plan.lens
+        has_lens = plan is not None and plan.profile is not None and not lens.is_identity
+        self.overlay_panel.set_lens(f"{lens.model}, {plan.profile.name}" if has_lens else None)
+
     def show_message(self, text: str, level: str = "info") -> None:
         self.banner.show_message(text, level)
         self.statusBar().showMessage(text if len(text) < 160 else text[:157] + "…", 8000)
@@ -272,7 +317,8 @@ class MainWindow(QMainWindow):
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
         s.setValue("plots/window_s", self.plots.window_s)
-        for panel in (self.source_panel, self.model_panel, self.camera_panel, self.overlay_panel, self.record_panel):
+        for panel in (self.source_panel, self.model_panel, self.camera_panel, self.overlay_panel, self.record_panel,
+                      self.calibration_page):
             panel.save_settings(s)
         s.sync()
 
@@ -284,7 +330,8 @@ class MainWindow(QMainWindow):
         if isinstance(state, (QByteArray, bytes)):
             self.restoreState(state)
         self.plots.window_spin.setValue(float(s.value("plots/window_s", self.plots.window_s)))
-        for panel in (self.source_panel, self.model_panel, self.camera_panel, self.overlay_panel, self.record_panel):
+        for panel in (self.source_panel, self.model_panel, self.camera_panel, self.overlay_panel, self.record_panel,
+                      self.calibration_page):
             panel.restore_settings(s)
 
     def closeEvent(self, event) -> None:  # noqa: N802

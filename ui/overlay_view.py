@@ -93,6 +93,9 @@ class OverlayStyle:
     opacity: float = 0.6  # of the shaded mesh
     mirror: bool = False
     point_size_px: float = 4.0
+    # With a calibrated lens: show the video undistorted (the overlay drawn with the ideal pinhole
+    # camera as is) instead of the raw video with the overlay distorted to match it.
+    undistort_video: bool = False
 
     @property
     def draws_anything(self) -> bool:
@@ -112,27 +115,54 @@ class OverlayScene:
     detected_px: np.ndarray | None = None  # (N, 2) finite pixels
     fitted_px: np.ndarray | None = None  # (M, 2) finite pixels
     tracking_state: str = "tracking"
+    lens_view: str = "none"  # none (no lens) | distorted (raw video, overlay distorted) | undistorted (video remapped)
 
     @property
     def size(self) -> tuple[int, int]:
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
 
     @classmethod
-    def from_result(cls, result, model) -> "OverlayScene":
-        """From a ``core.pipeline.FrameResult`` and its session's ``ModelInfo`` (or None)."""
+    def from_result(cls, result, model, lens_remap=None, undistort_video: bool = False) -> "OverlayScene":
+        """From a ``core.pipeline.FrameResult`` and its session's ``ModelInfo`` (or None).
+
+        ``lens_remap``: the session's ``core.distortion.LensRemap`` when a calibrated lens distorts
+        the video (``IntrinsicsPlan.lens_remap()``; the engine then fits undistorted landmarks with
+        the ideal pinhole camera, and ``track.landmarks_px`` are undistorted). By default the raw
+        video is shown and the overlay is distorted to match it: mesh vertices by
+        ``distort_vertices_cam`` (exact at the vertices, depth kept) and landmark points by
+        ``distort_points``. ``undistort_video``: show the video remapped to the ideal pinhole
+        (``LensRemap.undistort_image``) with the overlay as the tracker sees it.
+        """
         track = result.track
         verts = result.mesh_vertices_cam
         has_mesh = verts is not None and model is not None and len(verts) == model.num_vertices
+        verts = verts if has_mesh else None
+        detected, fitted = track.landmarks_px, track.fitted_landmarks_px
+        rgb = result.frame.rgb
+        lens_view = "none"
+        if lens_remap is not None and not lens_remap.lens.is_identity:
+            from core.distortion import distort_points, distort_vertices_cam  # noqa: PLC0415
+
+            if undistort_video:
+                rgb = lens_remap.undistort_image(rgb)
+                lens_view = "undistorted"
+            else:
+                k, lens = lens_remap.intrinsics, lens_remap.lens
+                if verts is not None:
+                    verts = distort_vertices_cam(verts, k, lens).astype(np.float32)
+                detected = distort_points(np.asarray(detected, np.float64), k, lens)
+                fitted = distort_points(np.asarray(fitted, np.float64), k, lens)
+                lens_view = "distorted"
 
         def finite(points):
             pts = np.asarray(points, np.float32)
             return pts[np.isfinite(pts).all(1)] if pts.ndim == 2 else None
 
-        return cls(rgb=result.frame.rgb, intrinsics=np.asarray(track.intrinsics, np.float64),
-                   frame_index=int(track.frame_index), vertices_cam=verts if has_mesh else None,
+        return cls(rgb=rgb, intrinsics=np.asarray(track.intrinsics, np.float64),
+                   frame_index=int(track.frame_index), vertices_cam=verts,
                    faces=model.faces if has_mesh else None, vertex_rgb=model.vertex_rgb if has_mesh else None,
-                   detected_px=finite(track.landmarks_px), fitted_px=finite(track.fitted_landmarks_px),
-                   tracking_state=track.tracking_state)
+                   detected_px=finite(detected), fitted_px=finite(fitted),
+                   tracking_state=track.tracking_state, lens_view=lens_view)
 
 
 def letterbox(image_size: tuple[int, int], target_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -155,7 +185,8 @@ def mirrored(scene: OverlayScene) -> OverlayScene:
     return OverlayScene(rgb=np.ascontiguousarray(scene.rgb[:, ::-1]), intrinsics=np.array([fx, fy, width - cx, cy]),
                         frame_index=scene.frame_index, vertices_cam=verts, faces=scene.faces,
                         vertex_rgb=scene.vertex_rgb, detected_px=flip_px(scene.detected_px),
-                        fitted_px=flip_px(scene.fitted_px), tracking_state=scene.tracking_state)
+                        fitted_px=flip_px(scene.fitted_px), tracking_state=scene.tracking_state,
+                        lens_view=scene.lens_view)
 
 
 def draw_overlay(ctx, renderer, framebuffer, scene: OverlayScene | None, style: OverlayStyle,
@@ -216,8 +247,13 @@ class _GLWindow(QOpenGLWindow):
         self._view._paint_gl()
 
     def event(self, event) -> bool:
-        # A QWindow gets drag-and-drop events itself, not its container widget: forward file drops.
         kind = event.type()
+        if kind == QEvent.Type.UpdateRequest:  # one frame: paintGL, then the buffer swap
+            t0 = time.perf_counter()
+            handled = super().event(event)
+            self._view.frame_ms.append((time.perf_counter() - t0) * 1000)
+            return handled
+        # A QWindow gets drag-and-drop events itself, not its container widget: forward file drops.
         if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
             if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
                 event.acceptProposedAction()
@@ -270,6 +306,7 @@ class OverlayView(QWidget):
         layout.addWidget(self.container)
         self._style = OverlayStyle()
         self._model = None
+        self._lens_remap = None  # core.distortion.LensRemap of the session's calibrated lens, or None
         self._result = None
         self._scene: OverlayScene | None = None
         self._scene_dirty = False
@@ -278,7 +315,8 @@ class OverlayView(QWidget):
         self._framebuffer = None
         self._framebuffer_id = None
         self.gl_info: dict = {}
-        self.paint_ms: deque[float] = deque(maxlen=20000)  # duration of each paintGL
+        self.paint_ms: deque[float] = deque(maxlen=20000)  # duration of each paintGL (the GL calls)
+        self.frame_ms: deque[float] = deque(maxlen=20000)  # paintGL plus the buffer swap, per repaint
         self.painted_frames: deque[int] = deque(maxlen=100000)  # frame index shown by each paint
         self.last_viewport: tuple[int, int, int, int] = (0, 0, 0, 0)
 
@@ -289,6 +327,8 @@ class OverlayView(QWidget):
         return self._style
 
     def set_style(self, style: OverlayStyle) -> None:
+        if style.undistort_video != self._style.undistort_video:
+            self._scene_dirty = self._result is not None  # the video and overlay change with it
         self._style = style
         self.request_paint()
 
@@ -296,6 +336,16 @@ class OverlayView(QWidget):
         """The session's ``core.pipeline.ModelInfo`` (faces and colours of ``mesh_vertices_cam``)."""
         self._model = model_info
         self._scene_dirty = True
+
+    def set_lens(self, lens_remap) -> None:
+        """The session's ``core.distortion.LensRemap`` (``IntrinsicsPlan.lens_remap()``), or None
+        without a calibrated lens: see :meth:`OverlayScene.from_result`."""
+        self._lens_remap = lens_remap
+        self._scene_dirty = self._result is not None
+
+    @property
+    def lens_remap(self):
+        return self._lens_remap
 
     def show_result(self, result) -> None:
         """Keep the newest ``FrameResult`` and schedule one repaint (pending repaints merge)."""
@@ -318,12 +368,31 @@ class OverlayView(QWidget):
         """The scene the next paint draws (built lazily from the newest result)."""
         if self._scene_dirty:
             self._scene_dirty = False
-            self._scene = None if self._result is None else OverlayScene.from_result(self._result, self._model)
+            self._scene = None if self._result is None else OverlayScene.from_result(
+                self._result, self._model, self._lens_remap, self._style.undistort_video)
         return self._scene
 
-    def grab_image(self):
-        """A QImage of what the view shows now (renders the current scene); None without OpenGL."""
-        return None if self.gl_window is None else self.gl_window.grabFramebuffer()
+    def render_image(self, style: OverlayStyle | None = None) -> np.ndarray | None:
+        """(H, W, 3) uint8 of the current scene drawn at the view's size (row 0 = top), with ``style``
+        (default: the view's); for snapshots and tests. None before OpenGL is up."""
+        if self.ctx is None or self.renderer is None:
+            return None
+        self.gl_window.makeCurrent()
+        try:
+            width, height = self._target_size()
+            color = self.ctx.renderbuffer((width, height), 4)
+            depth = self.ctx.depth_renderbuffer((width, height))
+            fbo = self.ctx.framebuffer([color], depth)
+            try:
+                draw_overlay(self.ctx, self.renderer, fbo, self.scene, style or self._style, (width, height),
+                             first_row_is_top=True)
+                data = fbo.read(components=3, alignment=1)
+            finally:
+                for obj in (fbo, color, depth):
+                    obj.release()
+        finally:
+            self.gl_window.doneCurrent()
+        return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
 
     # -- GL (called by the GL window on the GUI thread) ----------------------------------------------
 

@@ -260,7 +260,8 @@ class ModelPanel(QGroupBox):
 
 
 class CameraPanel(QGroupBox):
-    """Auto focal length, a fixed focal length (px) or field of view (°), or orthographic."""
+    """Auto focal length, a fixed focal length (px) or field of view (°), or orthographic; and
+    which camera profile (calibration) to use: the camera's stored one, a named one, or none."""
 
     changed = Signal()
     MODES = ("auto", "focal", "fov", "ortho")
@@ -293,6 +294,16 @@ class CameraPanel(QGroupBox):
             button.toggled.connect(self._on_toggle)
         grid.addWidget(self.focal_spin, 1, 1)
         grid.addWidget(self.fov_spin, 2, 1)
+        self.profile_combo = QComboBox()
+        self.profile_combo.setToolTip(
+            "A camera profile (from the Calibrate tab or `flamecam calibrate`) fixes the focal length, principal "
+            "point and lens distortion. Automatic: the stored profile of the camera that opens (by its name and "
+            "resolution), else the focal length is estimated. Not used with a fixed focal length or field of view")
+        self.profile_combo.activated.connect(lambda _i: self.changed.emit())
+        grid.addWidget(QLabel("Camera profile"), len(self.buttons), 0)
+        grid.addWidget(self.profile_combo, len(self.buttons), 1)
+        self._profiles: list[str] = []
+        self._rebuild_profiles()
         self.buttons["auto"].setChecked(True)
         self.focal_spin.editingFinished.connect(self.changed.emit)
         self.fov_spin.editingFinished.connect(self.changed.emit)
@@ -301,8 +312,35 @@ class CameraPanel(QGroupBox):
     def _on_toggle(self, checked: bool = True) -> None:
         self.focal_spin.setEnabled(self.mode() == "focal")
         self.fov_spin.setEnabled(self.mode() == "fov")
+        self.profile_combo.setEnabled(self.mode() not in ("focal", "fov"))
         if checked:
             self.changed.emit()
+
+    def _rebuild_profiles(self, keep: str | None = None) -> None:
+        keep = self.profile() if keep is None and self.profile_combo.count() else keep
+        self.profile_combo.blockSignals(True)
+        self.profile_combo.clear()
+        self.profile_combo.addItem("Automatic (the camera's stored profile)", "auto")
+        self.profile_combo.addItem("None (estimate the focal length)", "none")
+        for name in self._profiles:
+            self.profile_combo.addItem(f"Profile: {name}", name)
+        if keep and not _set_combo_data(self.profile_combo, keep):
+            self.profile_combo.addItem(f"Profile: {keep} (not found)", keep)
+            self.profile_combo.setCurrentIndex(self.profile_combo.count() - 1)
+        self.profile_combo.blockSignals(False)
+
+    def set_profiles(self, names: list[str]) -> None:
+        """The stored camera profiles' names (the choice is kept)."""
+        self._profiles = sorted(dict.fromkeys(names))
+        self._rebuild_profiles()
+
+    def profile(self) -> str:
+        """'auto', 'none' or a profile's name."""
+        return self.profile_combo.currentData() or "auto"
+
+    def set_profile(self, choice: str) -> None:
+        if not _set_combo_data(self.profile_combo, choice):
+            self._rebuild_profiles(keep=choice)
 
     def mode(self) -> str:
         return next((m for m, b in self.buttons.items() if b.isChecked()), "auto")
@@ -315,20 +353,25 @@ class CameraPanel(QGroupBox):
         self.buttons.get(mode, self.buttons["auto"]).setChecked(True)
 
     def options(self) -> dict:
-        """SessionOptions fields: camera_mode, focal, fov_deg."""
+        """SessionOptions fields: camera_mode, focal, fov_deg, camera_profile, auto_profile."""
         mode = self.mode()
+        profile = self.profile() if mode not in ("focal", "fov") else "auto"
         return {"camera_mode": "ortho" if mode == "ortho" else "perspective",
                 "focal": f"{self.focal_spin.value():g}" if mode == "focal" else "auto",
-                "fov_deg": float(self.fov_spin.value()) if mode == "fov" else None}
+                "fov_deg": float(self.fov_spin.value()) if mode == "fov" else None,
+                "camera_profile": None if profile in ("auto", "none") else profile,
+                "auto_profile": profile != "none"}
 
     def save_settings(self, s: QSettings) -> None:
         s.setValue("camera/mode", self.mode())
         s.setValue("camera/focal_px", self.focal_spin.value())
         s.setValue("camera/fov_deg", self.fov_spin.value())
+        s.setValue("camera/profile", self.profile())
 
     def restore_settings(self, s: QSettings) -> None:
         self.set_mode(s.value("camera/mode", "auto"), float(s.value("camera/focal_px", 600.0)),
                       float(s.value("camera/fov_deg", 60.0)))
+        self.set_profile(str(s.value("camera/profile", "auto") or "auto"))
 
 
 class OverlayPanel(QGroupBox):
@@ -346,6 +389,14 @@ class OverlayPanel(QGroupBox):
         self.fitted.setToolTip("The model's landmark points, projected with the estimated camera (cyan)")
         self.mirror = QCheckBox("Mirror view (selfie)")
         self.mirror.setToolTip("Flip the picture left-right for display only (recordings are not mirrored)")
+        self.undistort = QCheckBox("Show the video undistorted")
+        self.undistort.setToolTip("With a calibrated lens (a camera profile with distortion): show the video as an "
+                                  "ideal pinhole camera sees it, with the overlay as the tracker fits it. Off: the raw "
+                                  "video, with the overlay distorted to match it")
+        self.undistort.setEnabled(False)
+        self.lens_note = QLabel("No lens distortion in this session's camera profile.")
+        self.lens_note.setWordWrap(True)
+        self.lens_note.setStyleSheet("color: gray")
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setToolTip("Opacity of the shaded mesh")
@@ -355,6 +406,7 @@ class OverlayPanel(QGroupBox):
         self.detected.setChecked(defaults.detected_landmarks)
         self.fitted.setChecked(defaults.fitted_landmarks)
         self.mirror.setChecked(defaults.mirror)
+        self.undistort.setChecked(defaults.undistort_video)
         self.opacity.setValue(round(defaults.opacity * 100))
         form = QFormLayout(self)
         grid = QGridLayout()
@@ -365,17 +417,27 @@ class OverlayPanel(QGroupBox):
         form.addRow(grid)
         form.addRow("Opacity", self.opacity)
         form.addRow(self.mirror)
-        for box in (self.shaded, self.wireframe, self.detected, self.fitted, self.mirror):
+        form.addRow(self.undistort)
+        form.addRow(self.lens_note)
+        for box in (self.shaded, self.wireframe, self.detected, self.fitted, self.mirror, self.undistort):
             box.toggled.connect(self._emit)
         self.opacity.valueChanged.connect(self._emit)
 
     def style(self) -> OverlayStyle:
         return OverlayStyle(shaded=self.shaded.isChecked(), wireframe=self.wireframe.isChecked(),
                             detected_landmarks=self.detected.isChecked(), fitted_landmarks=self.fitted.isChecked(),
-                            opacity=self.opacity.value() / 100.0, mirror=self.mirror.isChecked())
+                            opacity=self.opacity.value() / 100.0, mirror=self.mirror.isChecked(),
+                            undistort_video=self.undistort.isChecked())
+
+    def set_lens(self, description: str | None) -> None:
+        """``description`` of the session's calibrated lens (enables the undistort toggle), or None."""
+        self.undistort.setEnabled(description is not None)
+        self.lens_note.setText(f"Lens: {description}. The overlay is distorted to match the video unless it is "
+                               "shown undistorted." if description else
+                               "No lens distortion in this session's camera profile.")
 
     def set_style(self, style: OverlayStyle) -> None:
-        widgets = (self.shaded, self.wireframe, self.detected, self.fitted, self.mirror, self.opacity)
+        widgets = (self.shaded, self.wireframe, self.detected, self.fitted, self.mirror, self.undistort, self.opacity)
         for w in widgets:
             w.blockSignals(True)
         self.shaded.setChecked(style.shaded)
@@ -383,6 +445,7 @@ class OverlayPanel(QGroupBox):
         self.detected.setChecked(style.detected_landmarks)
         self.fitted.setChecked(style.fitted_landmarks)
         self.mirror.setChecked(style.mirror)
+        self.undistort.setChecked(style.undistort_video)
         self.opacity.setValue(round(style.opacity * 100))
         for w in widgets:
             w.blockSignals(False)
@@ -393,7 +456,8 @@ class OverlayPanel(QGroupBox):
 
     def save_settings(self, s: QSettings) -> None:
         st = self.style()
-        for key in ("shaded", "wireframe", "detected_landmarks", "fitted_landmarks", "mirror", "opacity"):
+        for key in ("shaded", "wireframe", "detected_landmarks", "fitted_landmarks", "mirror", "undistort_video",
+                    "opacity"):
             s.setValue(f"overlay/{key}", getattr(st, key))
 
     def restore_settings(self, s: QSettings) -> None:
@@ -402,6 +466,7 @@ class OverlayPanel(QGroupBox):
         self.set_style(OverlayStyle(shaded=flag("shaded"), wireframe=flag("wireframe"),
                                     detected_landmarks=flag("detected_landmarks"),
                                     fitted_landmarks=flag("fitted_landmarks"), mirror=flag("mirror"),
+                                    undistort_video=flag("undistort_video"),
                                     opacity=float(s.value("overlay/opacity", d.opacity))))
 
 

@@ -58,6 +58,12 @@ class RollingSeries:
             data = data[:, np.searchsorted(data[0], since):]
         return {name: data[i].copy() for i, name in enumerate(self.columns)}
 
+    def first(self, name: str) -> float:
+        if not self._count:
+            return math.nan
+        oldest = 0 if self._count < self.capacity else self._next
+        return float(self._data[self.columns.index(name), oldest])
+
     def last(self, name: str) -> float:
         if not self._count:
             return math.nan
@@ -102,11 +108,16 @@ class LivePlots(QWidget):
         self.rate_plot = self._plot("fps", "1/s")
         for plot in (self.rho_plot, self.rate_plot):
             plot.setXLink(self.focal_plot)
+        for plot in (self.focal_plot, self.rho_plot):  # one time axis, at the bottom (each costs a repaint)
+            plot.hideAxis("bottom")
         self.rate_plot.setLabel("bottom", "time", "s")
 
         band_brush = pg.mkBrush(79, 156, 245, 60)
-        self.focal_upper = self.focal_plot.plot(pen=None)
-        self.focal_lower = self.focal_plot.plot(pen=None)
+        # Bare curve items (an invisible pen, not None: a PlotDataItem without a pen drops its data).
+        self.focal_upper = pg.PlotCurveItem(pen=pg.mkPen(0, 0, 0, 0))
+        self.focal_lower = pg.PlotCurveItem(pen=pg.mkPen(0, 0, 0, 0))
+        self.focal_plot.addItem(self.focal_upper)
+        self.focal_plot.addItem(self.focal_lower)
         self.focal_band = pg.FillBetweenItem(self.focal_upper, self.focal_lower, brush=band_brush)
         self.focal_plot.addItem(self.focal_band)
         self.focal_curve = self.focal_plot.plot(pen=pg.mkPen("#4f9cf5", width=2), name="focal length", connect="finite")
@@ -138,11 +149,13 @@ class LivePlots(QWidget):
         plot = pg.PlotWidget()
         plot.setMinimumHeight(50)
         plot.setLabel("left", title, units)
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        # No grid: on a software-rendered desktop the grid lines double the cost of each redraw
+        # (measured: 50 -> 23 ms CPU per refresh of the three plots at 1280x300).
+        plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
         plot.getPlotItem().setAutoVisible(y=True)
+        plot.getAxis("left").enableAutoSIPrefix(False)  # "1200 px", not "1.2 kpx"
         plot.setMouseEnabled(x=True, y=True)
         return plot
 
@@ -193,7 +206,7 @@ class LivePlots(QWidget):
             return False
         self._dirty = False
         t_last = self.series.last("t_s")
-        start = t_last - self.window_s
+        start = max(t_last - self.window_s, self._t_first())  # fills from the left, then scrolls
         # A little history to the left so lines enter the window instead of starting inside it.
         d = self.series.view(since=start - 0.05 * self.window_s)
         t, focal, sigma, state = d["t_s"], d["focal_px"], d["focal_sigma_px"], d["focal_state"]
@@ -212,13 +225,16 @@ class LivePlots(QWidget):
         self.rho_curve.setData(t, d["rho_per_m"])
         self.fps_curve.setData(t, d["fps"])
         self.latency_curve.setData(t, d["latency_ms"])
-        self.focal_plot.setXRange(start, t_last, padding=0)
+        self.focal_plot.setXRange(start, max(t_last, start + self.window_s), padding=0)
         finite_latency = d["latency_ms"][np.isfinite(d["latency_ms"])]
         if finite_latency.size:
             self.latency_box.setYRange(0.0, float(finite_latency.max()) * 1.1 + 1.0, padding=0)
         self._update_label(focal[-1], sig[-1], int(state[-1]) if np.isfinite(state[-1]) else -1, d["rho_per_m"][-1])
         self.redraws += 1
         return True
+
+    def _t_first(self) -> float:
+        return self.series.first("t_s") if len(self.series) else 0.0
 
     def _update_label(self, focal: float, sigma: float, code: int, rho: float) -> None:
         state = FOCAL_STATES[code] if 0 <= code < len(FOCAL_STATES) else "unknown"

@@ -1,0 +1,183 @@
+"""Speed of the tracking engine on a 640x480 synthetic stream, side by side with MediaPipe alone.
+
+    python benchmarks/speed.py [--frames 300] [--models builtin,ict,flame] [--json OUT.json]
+
+Frames are rendered first and kept in memory, so the measurement is of the product's pipeline,
+not of the renderer (a camera delivers frames for free). In one run, per model:
+
+* ``mediapipe alone``: the landmarker in VIDEO mode over the frames (the reference);
+* ``serial``: landmarks then tracker on one thread: ms per stage;
+* ``pipelined``: the engine as shipped (landmarks of frame t+1 while fitting frame t), as fast
+  as it can go: sustained fps;
+* ``live 30 fps``: frames arrive at 30 fps (latest wins): fps delivered and latency p50/p95 from
+  a frame's arrival to its result.
+
+The "flame" row uses a FLAME-sized articulated fixture (5023 vertices, random bases, built by
+the tests' fixture code) with landmarks embedded on random vertices: it times the tracker's
+articulated (LBS) path on recorded detections of the built-in model, tracker stage only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import _common  # noqa: E402,F401  (quiet MediaPipe logging, repo on sys.path)
+import torch  # noqa: E402
+
+from core.embedding import embedding_for  # noqa: E402
+from core.landmarks import FaceLandmarker, LandmarkerOptions  # noqa: E402
+from core.model_io import load_head_model  # noqa: E402
+from core.pipeline import TrackingPipeline  # noqa: E402
+from core.sources import Frame, FrameSource  # noqa: E402
+from core.synthetic import SyntheticOptions, SyntheticSource  # noqa: E402
+from core.tracker import Tracker, TrackerOptions  # noqa: E402
+
+ICT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ict_facekit_head.npz"
+
+
+class MemorySource(FrameSource):
+    """Pre-rendered frames; ``paced`` delivers them at their timestamps like a camera."""
+
+    def __init__(self, frames: list[Frame], size, paced: bool = False):
+        self.frames, self.size, self.fps, self.num_frames = frames, size, 30.0, len(frames)
+        self.is_live, self.name = paced, "memory"
+
+    def __iter__(self):
+        start = time.perf_counter()
+        for frame in self.frames:
+            if self.is_live:
+                delay = start + frame.timestamp_s - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            yield frame
+
+
+def pct(values, q):
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def render_frames(model_arg: str, count: int) -> list[Frame]:
+    opts = SyntheticOptions(model=model_arg, width=640, height=480, frames=count, background="random", seed=3)
+    with SyntheticSource(opts) as source:
+        return [Frame(f.index, f.timestamp_s, f.rgb) for f in source]
+
+
+def mediapipe_alone(frames: list[Frame]) -> dict:
+    times = []
+    with FaceLandmarker(LandmarkerOptions(running_mode="video")) as lm:
+        lm.detect(frames[0].rgb, 0)  # warm-up
+        for f in frames:
+            t0 = time.perf_counter()
+            lm.detect(f.rgb, f.timestamp_ms + 1000)
+            times.append((time.perf_counter() - t0) * 1000)
+    return {"landmarks_ms_p50": pct(times, 50), "landmarks_ms_p95": pct(times, 95),
+            "fps": 1000.0 / float(np.mean(times))}
+
+
+def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool) -> dict:
+    tracker = Tracker(head, emb, size, TrackerOptions())
+    pipe = TrackingPipeline(MemorySource(frames, size, paced), tracker, pipelined=pipelined)
+    t0 = time.perf_counter()
+    for _ in pipe.run():
+        pass
+    wall = time.perf_counter() - t0
+    s = pipe.stats
+    return {"frames_out": s.frames, "dropped": s.dropped, "fps": s.frames / wall,
+            "landmarks_ms_p50": pct(s.landmarks_ms, 50), "tracker_ms_p50": pct(s.tracker_ms, 50),
+            "tracker_ms_p95": pct(s.tracker_ms, 95), "tracker_ms_mean": float(np.mean(s.tracker_ms)),
+            "total_ms_p50": pct(np.add(s.landmarks_ms, s.tracker_ms), 50),
+            "latency_ms_p50": pct(s.latency_ms, 50), "latency_ms_p95": pct(s.latency_ms, 95)}
+
+
+def tracker_only_articulated(detections: list[np.ndarray], size) -> dict:
+    """Tracker ms on a FLAME-sized articulated fixture (landmarks on random vertices)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.fixtures_flame import flame_like_arrays, write_flame_pickle  # noqa: PLC0415
+    from tests.test_tracker import ExactLandmarks  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "flame_like.pkl"
+        write_flame_pickle(path, flame_like_arrays(n_vert=5023, seed=1))
+        head = load_head_model(path)
+    src = ExactLandmarks(head, SyntheticOptions(width=size[0], height=size[1], frames=len(detections)), noise_px=0.5)
+    tracker = Tracker(head, src.emb, size, TrackerOptions())
+    times = []
+    for i in range(len(detections)):
+        uv, _ = src.frame(i)
+        t0 = time.perf_counter()
+        tracker.step(uv, i / 30, i)
+        times.append((time.perf_counter() - t0) * 1000)
+    times = times[5:]
+    return {"tracker_ms_p50": pct(times, 50), "tracker_ms_p95": pct(times, 95), "tracker_ms_mean": float(np.mean(times))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--models", default="builtin,ict,flame")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the tracker's small problems; MediaPipe keeps its own threads
+    size = (640, 480)
+    report = {"frames": args.frames, "image": list(size), "results": {}}
+    models = [m for m in args.models.split(",") if m]
+    builtin_frames = None
+    for name in models:
+        if name == "flame":
+            continue
+        if name == "ict" and not ICT.exists():
+            print(f"skipping ict: {ICT} not found")
+            continue
+        model_arg = str(ICT) if name == "ict" else "builtin"
+        head = load_head_model(None if name == "builtin" else model_arg)
+        emb = embedding_for(head)
+        print(f"rendering {args.frames} frames of {name} ...", file=sys.stderr, flush=True)
+        frames = render_frames(model_arg, args.frames)
+        if name == "builtin":
+            builtin_frames = frames
+        row = {"mediapipe_alone": mediapipe_alone(frames),
+               "serial": run_pipeline(frames, size, head, emb, pipelined=False, paced=False),
+               "pipelined": run_pipeline(frames, size, head, emb, pipelined=True, paced=False),
+               "live_30fps": run_pipeline(frames, size, head, emb, pipelined=True, paced=True)}
+        report["results"][name] = row
+    if "flame" in models:
+        n = len(builtin_frames) if builtin_frames is not None else args.frames
+        report["results"]["flame-sized (tracker only)"] = {"tracker": tracker_only_articulated([None] * n, size)}
+    print_table(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def print_table(report: dict) -> None:
+    print(f"\n640x480 synthetic stream, {report['frames']} frames in memory; ms are per frame")
+    head = (f"{'model':<26} {'run':<16} {'fps':>6} {'landmarks p50':>13} {'tracker p50/p95/mean':>21} "
+            f"{'total p50':>9} {'latency p50/p95':>16} {'dropped':>7}")
+    print(head)
+    print("-" * len(head))
+    for model, runs in report["results"].items():
+        for run, r in runs.items():
+            trk = (f"{r['tracker_ms_p50']:.1f}/{r['tracker_ms_p95']:.1f}/{r['tracker_ms_mean']:.1f}"
+                   if "tracker_ms_p50" in r else "-")
+            lat = f"{r['latency_ms_p50']:.0f}/{r['latency_ms_p95']:.0f}" if "latency_ms_p50" in r else "-"
+            fps = f"{r['fps']:.1f}" if "fps" in r else "-"
+            lmk = f"{r['landmarks_ms_p50']:.1f}" if "landmarks_ms_p50" in r else "-"
+            tot = f"{r['total_ms_p50']:.1f}" if "total_ms_p50" in r else "-"
+            print(f"{model:<26} {run:<16} {fps:>6} {lmk:>13} {trk:>21} {tot:>9} {lat:>16} {r.get('dropped', '-'):>7}")
+    for model, runs in report["results"].items():
+        if "pipelined" in runs:
+            ratio = runs["pipelined"]["fps"] / runs["mediapipe_alone"]["fps"]
+            print(f"{model}: pipelined engine runs at {100 * ratio:.0f}% of MediaPipe alone's rate (same run)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
