@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     focal = parser.add_mutually_exclusive_group()
     focal.add_argument("--focal", metavar="auto|PX", help="focal length in pixels, or 'auto' to estimate it")
     focal.add_argument("--fov", type=float, metavar="DEG", help="fixed focal length as horizontal field of view")
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument("--camera-profile", metavar="NAME|PATH",
+                         help="use a camera calibration (a stored profile's name or a file); default: the camera's "
+                              "stored profile, if any (calibrate in the app's Calibrate tab or with flamecam calibrate)")
+    profile.add_argument("--no-profile", action="store_true", help="do not use a camera profile")
     parser.add_argument("--device", default="auto", help="torch device for the tracker: auto (CUDA when present), "
                                                          "cpu, cuda")
     parser.add_argument("--landmarker", metavar="PATH", help="MediaPipe face_landmarker.task (default: resolved)")
@@ -60,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_BAD_INPUT
     options = SessionOptions(device=args.device, landmarker=args.landmarker, embedding=args.embedding)
+    camera_profile = "none" if args.no_profile else args.camera_profile
     return run_gui(options, source=_synthetic_spec(args.source), model=args.model, camera_mode=args.camera,
-                   focal=args.focal, fov_deg=args.fov, settings_path=args.settings, record_dir=args.record_dir)
+                   focal=args.focal, fov_deg=args.fov, settings_path=args.settings, record_dir=args.record_dir,
+                   camera_profile=camera_profile)
 
 
 def run_default() -> int:

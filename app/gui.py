@@ -2,9 +2,15 @@
 
 ``run_gui(options)`` creates the QApplication (OpenGL 3.3 core requested first), the window and
 a :class:`GuiController`, starts a session and runs the event loop. The controller owns the
-threads (:class:`app.gui_worker.TrackingThread`, :class:`ExportThread`), keeps only the newest
-frame result for display (latest wins), feeds the plots and the status bar, drives the recorder
-and shuts every thread down before the window closes.
+threads (:class:`app.gui_worker.TrackingThread`, :class:`app.gui_worker.CalibrationThread`,
+:class:`ExportThread`), keeps only the newest frame result for display (latest wins), feeds the
+plots and the status bar, drives the recorder and shuts every thread down before the window closes.
+
+Calibration mode (the window's "Calibrate camera" tab) stops tracking and reads the same source in
+a ``CalibrationThread`` (board detection there), whose frames feed the page's
+``CalibrationSession``; a saved camera profile becomes the Camera panel's choice (automatic when
+it is stored under the camera's own name), so tracking, restarted on returning to the Track tab,
+uses it: fixed focal length and principal point, landmarks undistorted, overlay distorted back.
 """
 from __future__ import annotations
 
@@ -18,7 +24,13 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from app.gui_worker import RecordingStatus, SessionInfo, TrackingThread, default_recording_path
+from app.gui_worker import (
+    CalibrationThread,
+    RecordingStatus,
+    SessionInfo,
+    TrackingThread,
+    default_recording_path,
+)
 from core.session import SessionOptions
 
 STATUS_INTERVAL_MS = 250
@@ -110,6 +122,11 @@ class GuiController(QObject):
         self._warned: set[str] = set()
         self._notices: list[str] = []
         self._closing = False
+        self.calibration: CalibrationThread | None = None
+        self.calibration_info = None  # CalibrationSourceInfo of the running calibration
+        self._calibration_id = 0
+        self._resume_tracking = False  # tracking ran when calibration mode was entered
+        self.saved_profiles: list[str] = []  # profile files saved from calibration mode, newest last
 
         w = window
         w.startRequested.connect(self.start)
@@ -119,6 +136,10 @@ class GuiController(QObject):
         w.exportRequested.connect(self._ask_export)
         w.exportFileRequested.connect(self._ask_export_file)
         w.refreshWebcamsRequested.connect(self.refresh_webcams)
+        w.modeChanged.connect(self._on_mode_changed)
+        w.calibration_page.startRequested.connect(self.start_calibration)
+        w.calibration_page.stopRequested.connect(self.stop_calibration)
+        w.calibration_page.widget.profileSaved.connect(self._on_profile_saved)
         w.aboutToClose.connect(self.shutdown)
         self.status_timer = QTimer(self)
         self.status_timer.setInterval(STATUS_INTERVAL_MS)
@@ -129,6 +150,7 @@ class GuiController(QObject):
         self.plot_timer.timeout.connect(w.plots.refresh)
         self.plot_timer.start()
         w.set_running(False)
+        self.refresh_profiles()
 
     # -- sources -------------------------------------------------------------------------------------
 
@@ -139,9 +161,23 @@ class GuiController(QObject):
         self.window.source_panel.set_webcams(cams)
         return cams
 
+    def refresh_profiles(self) -> list[str]:
+        """Offer the stored camera profiles in the Camera panel; returns their names."""
+        from core.profiles import list_profiles  # noqa: PLC0415
+
+        try:
+            names = [p.name for p in list_profiles()]
+        except OSError as exc:
+            self.window.show_message(f"Cannot read the camera profiles: {exc}", "warning")
+            names = []
+        self.window.camera_panel.set_profiles(names)
+        return names
+
     def apply_initial_choice(self, source: str = "auto", model: str | None = None, camera_mode: str | None = None,
-                             focal: str | None = None, fov_deg: float | None = None) -> None:
-        """Put command-line choices into the panels; 'auto' picks the first webcam, else synthetic (notice)."""
+                             focal: str | None = None, fov_deg: float | None = None,
+                             camera_profile: str | None = None) -> None:
+        """Put command-line choices into the panels; 'auto' picks the first webcam, else synthetic (notice).
+        ``camera_profile``: a profile name or file, 'none', or None (keep the saved choice)."""
         w = self.window
         if source == "auto":
             cams = self.refresh_webcams()
@@ -167,6 +203,8 @@ class GuiController(QObject):
             w.camera_panel.set_mode("focal", focal_px=float(focal))
         elif camera_mode == "perspective" or focal == "auto":
             w.camera_panel.set_mode("auto")
+        if camera_profile is not None:
+            w.camera_panel.set_profile(camera_profile)
 
     def options(self) -> SessionOptions:
         w = self.window
@@ -180,8 +218,11 @@ class GuiController(QObject):
         return self.worker is not None and self.worker.isRunning()
 
     def start(self, options: SessionOptions | None = None) -> TrackingThread:
-        """(Re)start tracking with ``options`` (default: the panels' choices)."""
+        """(Re)start tracking with ``options`` (default: the panels' choices); leaves calibration mode."""
         self._stop_worker()
+        self._stop_calibration_thread()
+        if self.window.mode() != "track":
+            self.window.set_mode("track", emit=False)
         options = options or self.options()
         self._session_id += 1
         worker = TrackingThread(options, source_factory=self._source_factory, parent=None)
@@ -202,6 +243,8 @@ class GuiController(QObject):
         self._t0 = time.monotonic()
         self.window.plots.clear()
         self.window.view.clear()
+        self.window.view.set_lens(None)
+        self.window.set_intrinsics(None)
         self.window.banner.hide()
         self.window.set_running(False, starting=True)
         self.window.set_status(device="…", fps="–", latency="–", state="starting", model="…")
@@ -217,9 +260,14 @@ class GuiController(QObject):
         worker, self.worker = self.worker, None
         if worker is None:
             return
-        worker.shutdown()  # closes an open recording in the worker; queued signals still arrive
-        self._retired.append(worker)
-        self._retired = [t for t in self._retired if not t.isFinished() or t is worker][-4:]
+        # Joined here: a webcam must be closed before the next session (or calibration) opens it. The
+        # recording is closed in the worker; queued signals still arrive (and are ignored as stale).
+        worker.shutdown()
+        self._retire(worker)
+
+    def _retire(self, thread: QThread) -> None:
+        """Keep a stopping thread referenced until it has finished (joined in :meth:`shutdown`)."""
+        self._retired = [t for t in self._retired if not t.isFinished()] + [thread]
 
     def _current(self) -> bool:
         """True when the signal being handled comes from the current session's thread."""
@@ -227,7 +275,10 @@ class GuiController(QObject):
         return sender is not None and getattr(sender, "session_id", None) == self._session_id
 
     def _on_session_changed(self) -> None:
-        if self.running or (self.worker is not None and not self.worker.isFinished()):
+        if self.window.mode() == "calibrate":
+            if self.calibration is not None:  # calibrate the newly chosen source instead
+                self.start_calibration()
+        elif self.running or (self.worker is not None and not self.worker.isFinished()):
             self.start()
 
     def _on_session_started(self, info: SessionInfo) -> None:
@@ -236,6 +287,8 @@ class GuiController(QObject):
         self.session = info
         w = self.window
         w.view.set_model(info.model)
+        w.view.set_lens(info.plan.lens_remap() if info.plan is not None else None)
+        w.set_intrinsics(info.plan)
         model_text = info.model.name + (" (coarse)" if info.model.is_coarse else "")
         w.set_status(device=info.device, model=f"model: {model_text}", state="waiting for frames")
         w.set_running(True)
@@ -292,6 +345,143 @@ class GuiController(QObject):
                                      f"({summary.get('frames_with_face', 0)} with a face) at "
                                      f"{summary.get('fps', 0.0):.1f} fps.", "info")
         self.runFinished.emit(summary)
+
+    # -- calibration mode ----------------------------------------------------------------------------
+
+    @property
+    def calibrating(self) -> bool:
+        return self.calibration is not None and self.calibration.isRunning()
+
+    def _on_mode_changed(self, mode: str) -> None:
+        if mode == "calibrate":
+            self.start_calibration()
+        else:
+            self._stop_calibration_thread()
+            if self._resume_tracking:
+                self._resume_tracking = False
+                self.start()
+
+    def start_calibration(self) -> CalibrationThread | None:
+        """Stop tracking and look for the board in the current source's frames (calibration mode)."""
+        page = self.window.calibration_page
+        try:
+            board = page.board()
+        except ValueError as exc:
+            self.window.show_message(f"Cannot calibrate with the board {page.board_text()!r}: {exc}", "error")
+            return None
+        if self.worker is not None:
+            self._resume_tracking = self._resume_tracking or self.running
+            self.stop()
+        self._stop_calibration_thread()
+        if self.window.mode() != "calibrate":
+            self.window.set_mode("calibrate", emit=False)
+        self._calibration_id += 1
+        thread = CalibrationThread(self.options(), board, source_factory=self._source_factory)
+        thread.session_id = self._calibration_id
+        thread.started_on.connect(self._on_calibration_started)
+        thread.frameReady.connect(self._on_calibration_frame)
+        thread.failed.connect(self._on_calibration_failed)
+        thread.runFinished.connect(self._on_calibration_finished)
+        self.calibration = thread
+        self.calibration_info = None
+        page.set_running(True)
+        page.set_source_text(f"Opening {self.window.source_panel.spec()}…")
+        thread.start()
+        return thread
+
+    def stop_calibration(self) -> None:
+        """Stop reading frames; the views taken so far stay (solve, save, or start again to add more)."""
+        self._stop_calibration_thread()
+        self.window.calibration_page.set_running(False)
+
+    def _stop_calibration_thread(self) -> None:
+        thread, self.calibration = self.calibration, None
+        if thread is None:
+            return
+        thread.shutdown()  # joined: the camera must be free for the next user
+        self._retire(thread)
+        self.window.calibration_page.set_running(False)
+
+    def _current_calibration(self) -> bool:
+        """True when the signal being handled comes from the running calibration thread."""
+        sender, thread = self.sender(), self.calibration
+        return sender is not None and thread is not None and getattr(sender, "session_id", None) == thread.session_id
+
+    def _on_calibration_started(self, info) -> None:
+        if not self._current_calibration():
+            return
+        self.calibration_info = info
+        page = self.window.calibration_page
+        widget = page.widget
+        board = self.calibration.board
+        s = widget.session
+        if s is None or (s.board, s.image_size, s.model) != (board, info.image_size, page.model()):
+            widget.start(board, info.image_size, model=page.model(), camera_name=info.camera_name or "",
+                         **({"still_px": None} if info.unrelated_frames else {}))
+        elif info.camera_name:  # the same board and size again: keep the views taken
+            widget.camera_name = info.camera_name
+        w, h = info.image_size
+        text = f"Calibrating <b>{info.source_name}</b> at {w}×{h}. "
+        if info.is_synthetic:
+            text += ("The synthetic source shows a head, not a board: choose a webcam, or a video or image folder "
+                     "of the board, in Session. ")
+        elif info.camera_name:
+            text += (f"The profile is stored for “{info.camera_name}” and picked automatically whenever it opens at "
+                     f"{w}×{h} (or the same aspect ratio). ")
+        else:
+            text += "This source has no camera name: name the profile; tracking this source then uses it. "
+        if not info.is_live:
+            text += "Every frame of the file is examined in order."
+        page.set_source_text(text)
+
+    def _on_calibration_frame(self, frame) -> None:
+        if not self._current_calibration():
+            return
+        try:
+            self.window.calibration_page.widget.show_detection(frame.rgb, frame.detection)
+        finally:
+            self.calibration.frame_taken()
+
+    def _on_calibration_failed(self, message: str) -> None:
+        if self._current_calibration():
+            self.window.show_message(message, "error")
+
+    def _on_calibration_finished(self, summary: dict) -> None:
+        if not self._current_calibration():
+            return
+        page = self.window.calibration_page
+        page.set_running(False)
+        session = page.widget.session
+        if summary.get("ended_by") == "finished" and session is not None:
+            self.window.show_message(
+                f"End of the source: {summary.get('frames', 0)} frames examined, the board seen in "
+                f"{session.frames_with_board}, {len(session.views)} views taken. "
+                + ("Press Solve." if len(session.views) >= session.criteria.min_views else
+                   f"At least {session.criteria.min_views} views are needed to solve."), "info")
+
+    def _on_profile_saved(self, path: str) -> None:
+        """Make the new profile the one tracking uses, and say so."""
+        from core.profiles import CameraProfile, ProfileError  # noqa: PLC0415
+
+        try:
+            profile = CameraProfile.load(path)
+        except (ProfileError, OSError) as exc:
+            self.window.show_message(f"The profile was saved to {path} but cannot be read back: {exc}", "error")
+            return
+        self.saved_profiles.append(path)
+        self.refresh_profiles()
+        panel = self.window.camera_panel
+        if panel.mode() in ("focal", "fov"):
+            panel.set_mode("auto")  # a typed focal length would override the calibration
+        info = self.calibration_info
+        automatic = info is not None and info.camera_name == profile.name
+        panel.set_profile("auto" if automatic else profile.name)
+        how = ("picked automatically whenever this camera opens" if automatic else
+               "chosen in Session → Camera → Camera profile")
+        self._resume_tracking = True
+        w, h = profile.image_size
+        self.window.show_message(f"Saved camera profile “{profile.name}” ({w}×{h}, {profile.lens.model} lens) to "
+                                 f"{path}. Tracking uses it from now on ({how}): go back to the Track tab.", "info")
 
     # -- status --------------------------------------------------------------------------------------
 
@@ -421,6 +611,8 @@ class GuiController(QObject):
         self.status_timer.stop()
         self.plot_timer.stop()
         self._stop_worker()
+        self._stop_calibration_thread()
+        self.window.calibration_page.widget.wait_for_solver()
         if self.export_thread is not None:
             self.export_thread.cancel()
             self.export_thread.wait()
@@ -451,25 +643,25 @@ def create_application(argv: list[str] | None = None) -> QApplication:
 
 def build(options: SessionOptions, source: str = "auto", settings: QSettings | None = None, source_factory=None,
           model: str | None = None, camera_mode: str | None = None, focal: str | None = None,
-          fov_deg: float | None = None):
+          fov_deg: float | None = None, camera_profile: str | None = None):
     """Window + controller with the initial choices applied (no session started yet)."""
     from ui.main_window import MainWindow  # noqa: PLC0415
 
     window = MainWindow(settings=settings)
     controller = GuiController(window, options, source_factory=source_factory)
     window.controller = controller  # keep it alive with the window
-    controller.apply_initial_choice(source, model, camera_mode, focal, fov_deg)
+    controller.apply_initial_choice(source, model, camera_mode, focal, fov_deg, camera_profile)
     return window, controller
 
 
 def run_gui(options: SessionOptions, source: str = "auto", model: str | None = None, camera_mode: str | None = None,
             focal: str | None = None, fov_deg: float | None = None, settings_path: str | None = None,
-            record_dir: str | None = None) -> int:
+            record_dir: str | None = None, camera_profile: str | None = None) -> int:
     """Open the app, start tracking at once and run until the window closes."""
     app = create_application()
     settings = QSettings(settings_path, QSettings.Format.IniFormat) if settings_path else None
     window, controller = build(options, source, settings, model=model, camera_mode=camera_mode, focal=focal,
-                               fov_deg=fov_deg)
+                               fov_deg=fov_deg, camera_profile=camera_profile)
     if record_dir:
         window.record_panel.folder_edit.setText(record_dir)
     window.show()

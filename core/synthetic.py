@@ -44,7 +44,7 @@ class SyntheticOptions:
     model: str = "builtin"
     width: int = 640
     height: int = 480
-    focal: float | None = None  # px; default 600 (a typical webcam at 640x480)
+    focal: float | None = None  # px; default: a typical webcam's field of view (600 px at 640 wide)
     fov: float | None = None  # horizontal degrees, alternative to focal
     distance: float | None = None  # metres; see distance_m()
     cx: float | None = None
@@ -123,7 +123,8 @@ class SyntheticOptions:
             raise SourceError("give focal or fov, not both")
         if self.fov is not None:
             return float(camera.fov_deg_to_focal(self.fov, self.width))
-        return 600.0 if self.focal is None else float(self.focal)
+        # the default keeps the webcam's field of view at any size, so small test frames hold the face
+        return 600.0 * self.width / 640.0 if self.focal is None else float(self.focal)
 
     def distance_m(self) -> float:
         """Given, else Camera3DMM's proportion to the focal length (f/2000 m at 512 px), else, for

@@ -204,14 +204,31 @@ def test_camera_panel_modes_map_to_session_options(qtbot):
 
     panel = CameraPanel()
     qtbot.addWidget(panel)
-    assert panel.options() == {"camera_mode": "perspective", "focal": "auto", "fov_deg": None}
+    auto = {"camera_profile": None, "auto_profile": True}  # the camera's stored profile, if any
+    assert panel.options() == {"camera_mode": "perspective", "focal": "auto", "fov_deg": None, **auto}
     panel.set_mode("focal", focal_px=910)
-    assert panel.options() == {"camera_mode": "perspective", "focal": "910", "fov_deg": None}
-    assert panel.focal_spin.isEnabled() and not panel.fov_spin.isEnabled()
+    assert panel.options() == {"camera_mode": "perspective", "focal": "910", "fov_deg": None, **auto}
+    assert panel.focal_spin.isEnabled() and not panel.fov_spin.isEnabled() and not panel.profile_combo.isEnabled()
     panel.set_mode("fov", fov_deg=62.5)
-    assert panel.options() == {"camera_mode": "perspective", "focal": "auto", "fov_deg": 62.5}
+    assert panel.options() == {"camera_mode": "perspective", "focal": "auto", "fov_deg": 62.5, **auto}
     panel.set_mode("ortho")
-    assert panel.options()["camera_mode"] == "ortho"
+    assert panel.options()["camera_mode"] == "ortho" and panel.profile_combo.isEnabled()
+    # camera profiles: a stored one by name, none at all, or automatic
+    panel.set_mode("auto")
+    panel.set_profiles(["BRIO", "HMC left", "BRIO"])
+    assert [panel.profile_combo.itemData(i) for i in range(panel.profile_combo.count())] == [
+        "auto", "none", "BRIO", "HMC left"]
+    panel.set_profile("HMC left")
+    assert panel.options() == {"camera_mode": "perspective", "focal": "auto", "fov_deg": None,
+                               "camera_profile": "HMC left", "auto_profile": True}
+    panel.set_profiles(["HMC left", "Zoom"])  # the list changes: the choice is kept
+    assert panel.profile() == "HMC left"
+    panel.set_profile("none")
+    assert panel.options()["camera_profile"] is None and panel.options()["auto_profile"] is False
+    panel.set_mode("focal")  # a typed focal length wins over any profile (core.session.resolve_intrinsics)
+    assert panel.options()["camera_profile"] is None
+    panel.set_profile("/data/cams/gopro.json")  # a file given on the command line
+    assert "gopro.json" in panel.profile_combo.currentText() and panel.profile() == "/data/cams/gopro.json"
 
 
 def test_model_panel_explains_models(qtbot, tmp_path):
@@ -322,6 +339,9 @@ def test_settings_persist_panels_and_window_state(qtbot, settings, tmp_path):
     first.overlay_panel.set_style(OverlayStyle(shaded=False, wireframe=True, fitted_landmarks=True, opacity=0.3,
                                                mirror=True))
     first.camera_panel.set_mode("focal", focal_px=1234)
+    first.camera_panel.set_profile("none")
+    first.calibration_page.set_board("checkerboard:8x6,square=0.025")
+    first.calibration_page.set_model("fisheye")
     first.record_panel.folder_edit.setText(str(tmp_path))
     first.plots.window_spin.setValue(45)
     first.show()
@@ -336,7 +356,11 @@ def test_settings_persist_panels_and_window_state(qtbot, settings, tmp_path):
     assert second.overlay_panel.style() == OverlayStyle(shaded=False, wireframe=True, fitted_landmarks=True,
                                                         opacity=0.3, mirror=True)
     assert second.view.style == second.overlay_panel.style()
-    assert second.camera_panel.options() == {"camera_mode": "perspective", "focal": "1234", "fov_deg": None}
+    assert second.camera_panel.options() == {"camera_mode": "perspective", "focal": "1234", "fov_deg": None,
+                                             "camera_profile": None, "auto_profile": True}
+    assert second.camera_panel.profile() == "none"
+    assert second.calibration_page.board_text() == "checkerboard:8x6,square=0.025"
+    assert second.calibration_page.model() == "fisheye"
     assert second.record_panel.folder() == str(tmp_path)
     assert second.plots.window_s == 45
     assert second.plots_dock.isHidden()

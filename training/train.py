@@ -48,13 +48,15 @@ class TrainConfig:
     steps: int = 12000
     batch_size: int = 256
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-3
     warmup_steps: int = 300
-    pretrain_fraction: float = 0.2  # type-2 batches only, first
-    synthetic_share: float = 0.25  # share of type-2 samples in each later batch
+    pretrain_fraction: float = 0.15  # type-2 batches only, first
+    synthetic_share: float = 0.4  # share of type-2 samples in each later batch (unlimited: it curbs overfitting)
     jitter_shift: float = 0.03  # crop-box centre jitter (σ, box sides) on type-1 samples
     jitter_log_scale: float = 0.05
-    val_every: int = 1000
+    landmark_noise: float = 0.002  # extra landmark noise on type-1 samples (σ, crop units: ~0.4 px at a 400 px box)
+    val_every: int = 500
+    keep_best: bool = True  # keep the weights with the best validation score (validation sequences only)
     seed: int = 0
     camera_mode: str = "perspective"
     hidden: int = 384
@@ -278,6 +280,7 @@ def fit(net: RegressorNet, geometry: Geometry, train: dict[str, torch.Tensor] | 
     jitter_scale = torch.tensor([config.jitter_shift, config.jitter_shift, config.jitter_log_scale], device=device)
     start = time.perf_counter()
     running = None
+    best = None  # (score, step, weights)
     prefetch = _Prefetch(synthetic, sizes)
     try:
         for step, n_syn in enumerate(sizes):
@@ -291,7 +294,13 @@ def fit(net: RegressorNet, geometry: Geometry, train: dict[str, torch.Tensor] | 
                 jitter.append(torch.zeros(n_syn, 3, device=device))
             if b - n_syn:
                 index = torch.randint(n_real, (b - n_syn,), generator=gen)
-                parts.append(_take(train, index.to(train["landmarks_px"].device)))
+                real = _take(train, index.to(train["landmarks_px"].device))
+                if config.landmark_noise > 0:
+                    side = real["landmarks_px"].amax(1) - real["landmarks_px"].amin(1)
+                    sigma_px = config.landmark_noise * 0.5 * side.amax(1)[:, None, None]
+                    noise = rng.standard_normal(real["landmarks_px"].shape).astype(np.float32)
+                    real["landmarks_px"] = real["landmarks_px"] + torch.as_tensor(noise, device=device) * sigma_px
+                parts.append(real)
                 j = torch.as_tensor(rng.standard_normal((b - n_syn, 3)), dtype=torch.float32, device=device)
                 jitter.append(j * jitter_scale)
             batch = parts[0] if len(parts) == 1 else _cat(parts[0], parts[1])
@@ -308,18 +317,34 @@ def fit(net: RegressorNet, geometry: Geometry, train: dict[str, torch.Tensor] | 
             history.append({"step": step, "loss": value, **terms})
             if val is not None and ((step + 1) % config.val_every == 0 or step == config.steps - 1):
                 metrics = evaluate(net, val, eval_geometry)
+                score = validation_score(metrics)
+                if config.keep_best and (best is None or score < best[0]):
+                    best = (score, step + 1, {k: v.detach().clone() for k, v in net.state_dict().items()})
                 if on_validation is not None:
                     on_validation(step + 1, metrics)
                 txt = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
                 log(f"step {step + 1}/{config.steps}  loss {running:.4f}  ({time.perf_counter() - start:.0f} s)  "
-                    f"val: {txt}")
+                    f"val: {txt}  score {score:.4g}")
             elif (step + 1) % 200 == 0:
                 log(f"step {step + 1}/{config.steps}  loss {running:.4f}  lr {_lr(step, config):.2e}  "
                     f"({time.perf_counter() - start:.0f} s)")
     finally:
         prefetch.close()
+    if best is not None:
+        net.load_state_dict(best[2])
+        log(f"kept the weights of step {best[1]} (best validation score {best[0]:.4g})")
+        history.append({"step": best[1], "kept_best": True, "score": best[0], "loss": float("nan")})
     net.eval()
     return history
+
+
+def validation_score(metrics: dict) -> float:
+    """What the best weights are chosen by: the per-sequence and single-frame focal errors plus the
+    image scale's (perspective), or the scale error and landmark error (ortho)."""
+    if "focal_median_rel_err" in metrics:
+        seq = metrics.get("sequence_focal_median_rel_err", metrics["focal_median_rel_err"])
+        return seq + 0.5 * metrics["focal_median_rel_err"] + metrics["scale_median_rel_err"]
+    return metrics["scale_median_rel_err"] + 0.01 * metrics.get("landmark_px", 0.0)
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -441,7 +466,8 @@ def train_regressor(head, embedding, model_arg: str, output: Path, config: Train
     history = fit(net, geometry, train, synthetic, config, val=val, device=device, log=log,
                   on_validation=lambda step, m: history_val.append({"step": step, **m}), eval_geometry=eval_geometry)
     train_s = time.perf_counter() - t_train
-    metrics = history_val[-1] if history_val else evaluate(net, val, eval_geometry)
+    metrics = {"step": next((h["step"] for h in history if h.get("kept_best")), config.steps),
+               **evaluate(net, val, eval_geometry)}  # of the weights kept
     calibration = calibrate_focal(net, val) if config.camera_mode == "perspective" else None
     net = net.cpu()
     example = {k: v[:64].cpu() for k, v in val.items()}
@@ -459,7 +485,8 @@ def train_regressor(head, embedding, model_arg: str, output: Path, config: Train
         "net": net.config.to_dict(), "train_config": config.to_dict(),
         "data": {"summaries": data["summaries"], "specs": data["specs"], "noise_model_fitted_on": data["noise"].fitted_on},
         "metrics": metrics, "validation_history": history_val, "focal_calibration": calibration,
-        "loss_first_last": [history[0]["loss"], float(np.mean([h["loss"] for h in history[-50:]]))],
+        "loss_first_last": [history[0]["loss"], float(np.nanmean([h["loss"] for h in history[-50:]]))],
+        "kept_step": next((h["step"] for h in history if h.get("kept_best")), config.steps),
         "onnx_check": check, "onnx_sha256": file_sha256(Path(output)), "onnx_bytes": Path(output).stat().st_size,
         "timings_s": {**data["timings"], "train_s": train_s, "total_s": time.perf_counter() - t_start},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,

@@ -381,10 +381,10 @@ class IntrinsicsStatusLabel(QLabel):
         self.setToolTip(plan.describe())
 
 
-LENS_MODEL_TEXT = {
-    "opencv": "Standard lens (k1 k2, plus p1 p2 k3 when needed)",
-    "rational": "Strong distortion (rational k1..k6)",
-    "fisheye": "Fisheye (wider than ~120°)",
+LENS_MODEL_TEXT = {  # (combo text, tooltip)
+    "opencv": ("Standard lens", "Radial-tangential: k1 k2, plus p1 p2 k3 when the views need them"),
+    "rational": ("Strong distortion", "Rational model k1..k6 p1 p2, for strong barrel distortion"),
+    "fisheye": ("Fisheye", "Equidistant k1..k4, for lenses wider than ~120°"),
 }
 
 
@@ -404,8 +404,9 @@ class CalibrationPage(QWidget):
                                    "in metres)")
         self.board_edit.editingFinished.connect(self._check_board)
         self.model_combo = QComboBox()
-        for key, text in LENS_MODEL_TEXT.items():
+        for key, (text, tip) in LENS_MODEL_TEXT.items():
             self.model_combo.addItem(text, key)
+            self.model_combo.setItemData(self.model_combo.count() - 1, tip, Qt.ToolTipRole)
         self.start_button = QPushButton("▶ Start calibration")
         self.start_button.setToolTip("Open the current source and look for the board (tracking stops meanwhile)")
         self.start_button.clicked.connect(self._on_start_clicked)
@@ -417,15 +418,19 @@ class CalibrationPage(QWidget):
         self.source_label.setWordWrap(True)
         self.source_label.setStyleSheet("color: #b0b0b0")
         self.widget = CalibrationWidget()
+        self.widget.coverage_map.setMinimumSize(200, 150)
         top = QHBoxLayout()
         top.addWidget(QLabel("Board"))
-        top.addWidget(self.board_edit, 2)
-        top.addWidget(QLabel("Lens"))
-        top.addWidget(self.model_combo, 1)
+        top.addWidget(self.board_edit, 1)
         top.addWidget(self.board_image_button)
-        top.addWidget(self.start_button)
+        second = QHBoxLayout()
+        second.addWidget(QLabel("Lens"))
+        second.addWidget(self.model_combo)
+        second.addStretch(1)
+        second.addWidget(self.start_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(second)
         layout.addWidget(self.source_label)
         layout.addWidget(self.widget, 1)
         self.running = False

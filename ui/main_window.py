@@ -110,7 +110,11 @@ class MainWindow(QMainWindow):
         self.mode_tabs = QTabWidget()
         self.mode_tabs.setDocumentMode(True)
         self.mode_tabs.addTab(self.stack, "Track")
-        self.mode_tabs.addTab(self.calibration_page, "Calibrate camera")
+        calibration_scroll = QScrollArea()  # its wrapped texts must not set the window's minimum height
+        calibration_scroll.setWidget(self.calibration_page)
+        calibration_scroll.setWidgetResizable(True)
+        calibration_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.mode_tabs.addTab(calibration_scroll, "Calibrate camera")
         self.mode_tabs.setTabToolTip(1, "Calibrate the current camera with a printed board: focal length, principal "
                                         "point and lens distortion, saved as a camera profile that tracking uses")
         self.mode_tabs.currentChanged.connect(lambda _i: self.modeChanged.emit(self.mode()))
@@ -267,7 +271,7 @@ class MainWindow(QMainWindow):
 
     def mode(self) -> str:
         """'track' or 'calibrate' (the central tab shown)."""
-        return "calibrate" if self.mode_tabs.currentWidget() is self.calibration_page else "track"
+        return "calibrate" if self.mode_tabs.currentIndex() == 1 else "track"
 
     def set_mode(self, mode: str, emit: bool = True) -> None:
         index = 1 if mode == "calibrate" else 0

@@ -325,7 +325,9 @@ class CameraPanel(QGroupBox):
         for name in self._profiles:
             self.profile_combo.addItem(f"Profile: {name}", name)
         if keep and not _set_combo_data(self.profile_combo, keep):
-            self.profile_combo.addItem(f"Profile: {keep} (not found)", keep)
+            file = Path(keep).suffix.lower() in (".json", ".yaml", ".yml", ".xml", ".npz")
+            self.profile_combo.addItem(f"Profile file: {Path(keep).name}" if file else f"Profile: {keep} (not stored)",
+                                       keep)
             self.profile_combo.setCurrentIndex(self.profile_combo.count() - 1)
         self.profile_combo.blockSignals(False)
 
