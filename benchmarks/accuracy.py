@@ -227,6 +227,7 @@ def print_tables(report: dict) -> None:
 
 
 def plot(report: dict, path: str) -> None:
+    import _common  # noqa: PLC0415
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -244,10 +245,7 @@ def plot(report: dict, path: str) -> None:
         ax.set_ylabel("mm")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"plot: {path}")
+    _common.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import _common  # noqa: F401  (quiet MediaPipe logging, repo on sys.path)
 import accuracy  # noqa: E402  (benchmarks/accuracy.py: sequences, Evaluator)
@@ -292,10 +291,7 @@ def plot(reports: dict, path: str, at: int) -> None:
         ax.set_ylabel("%")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"plot: {path}")
+    _common.save_figure(fig, path)
 
 
 def _mapping(values: list[str]) -> dict[str, str]:

@@ -63,3 +63,19 @@ def _no_leftover_threads():
         t.join(timeout=2.0)
     leftover = [t for t in leftover if t.is_alive()]
     assert not leftover, f"threads left running: {[t.name for t in leftover]}"
+
+
+@pytest.fixture(scope="module")
+def gl():  # module scope: one context per test file
+    """An EGL context with a MeshRenderer (the drawing code the Qt view runs in paintGL)."""
+    try:
+        from core.render import MeshRenderer, create_egl_context
+
+        ctx = create_egl_context()
+    except RuntimeError as exc:
+        pytest.skip(f"no headless OpenGL here: {exc}")
+    with ctx:
+        renderer = MeshRenderer(ctx)
+        yield ctx, renderer
+        renderer.release()
+    ctx.release()

@@ -176,19 +176,6 @@ def lens_profile(config_dir):
                                       LensDistortion.opencv(-0.2, 0.0, 0.0, 0.0, 0.0), rms_px=0.1))
 
 
-@pytest.fixture(scope="module")
-def gl():
-    try:
-        from core.render import MeshRenderer, create_egl_context
-
-        ctx = create_egl_context()
-    except RuntimeError as exc:
-        pytest.skip(f"no headless OpenGL here: {exc}")
-    with ctx:
-        renderer = MeshRenderer(ctx)
-        yield ctx, renderer
-        renderer.release()
-    ctx.release()
 
 
 def _draw(gl, scene, style, size=(640, 480)):

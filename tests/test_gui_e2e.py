@@ -139,7 +139,14 @@ def drive(out_dir: Path, screenshot: Path, report_path: Path) -> int:
         window.close()
 
     def on_session(_info) -> None:
+        controller.worker.recordingChanged.connect(on_recording)
         controller.worker.frameReady.connect(on_result)
+
+    def on_recording(status) -> None:
+        # Results emitted after this status are the recorded ones (one sender thread: queued in order);
+        # a result already in flight when Record was clicked is not.
+        if status.state == "recording" and state["phase"] == "recording":
+            state["armed"] = True
 
     def on_result(result) -> None:
         track = result.track
@@ -147,7 +154,7 @@ def drive(out_dir: Path, screenshot: Path, report_path: Path) -> int:
                                       "translation": np.asarray(track.translation, float).tolist(),
                                       "rotation": np.asarray(track.rotation, float).tolist(),
                                       "focal_px": float(track.focal_px)}
-        if state["phase"] == "recording" and state["rec_first_index"] is None:
+        if state.get("armed") and state["rec_first_index"] is None:
             state["rec_first_index"] = int(track.frame_index)
             state["painted_mark"] = len(window.view.painted_frames)
 

@@ -80,20 +80,6 @@ def test_default_samples_off_on_software_renderers(monkeypatch):
 # --- the overlay drawing, headless ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def gl():
-    """An EGL context with a MeshRenderer (the drawing code the Qt view runs in paintGL)."""
-    try:
-        from core.render import MeshRenderer, create_egl_context
-
-        ctx = create_egl_context()
-    except RuntimeError as exc:
-        pytest.skip(f"no headless OpenGL here: {exc}")
-    with ctx:
-        renderer = MeshRenderer(ctx)
-        yield ctx, renderer
-        renderer.release()
-    ctx.release()
 
 
 def _draw(gl, scene, style, size):
