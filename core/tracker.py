@@ -317,12 +317,18 @@ class Tracker:
         return np.array([f, f * self.options.pixel_aspect, float(self.principal[0]), float(self.principal[1])])
 
     def set_focal_prior(self, prior: FocalPrior) -> None:
-        """Use a new prior (profile, metadata, regressor); the estimate moves at the next refinement."""
+        """Use a new prior (profile, metadata, regressor). While the data say nothing about the focal
+        length (no keyframes yet, or not observable) the focal follows the prior at once, depth
+        rescaled so the mesh does not jump; otherwise the estimate moves at the next refinement."""
         if self.focal_fixed:
             return
         self.focal_prior = prior
-        if not self.keyframes:
+        if not self.keyframes or (self.focal_state == "not_observable" and self._refine_job is None):
+            previous = float(self.log_focal)
             self._set_focal(math.log(prior.focal_px))
+            for kf in self.keyframes:  # keep the stored keyframes consistent with the new focal
+                kf.state = kf.state.clone()
+                self._rescale_for_focal(kf.state, previous)
             self.focal_sigma_rel = prior.sigma_rel
 
     def step(self, landmarks_px: np.ndarray | None, timestamp_s: float, frame_index: int,
@@ -892,7 +898,9 @@ class Tracker:
         if num_frames < 3 or len(yaw_bins) < 3:
             self.focal_state = "not_observable"  # too little pose diversity to weigh the data at all
             self.focal_sigma_rel = sigma_p
-            return torch.zeros(1, **self.kw)
+            # The posterior is the prior: go to it (it may have moved since, e.g. the regressor's).
+            step = float(np.clip(math.log(self.focal_prior.focal_px * psi), -0.5, 0.5))
+            return torch.tensor([psi * (math.exp(-step) - 1)], **self.kw)
         o = self.options
         self.focal_state = ("converged" if self.focal_sigma_rel < o.focal_converged_sigma else
                             "estimating" if self.focal_sigma_rel < o.focal_observable_sigma else "not_observable")
