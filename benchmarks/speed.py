@@ -6,7 +6,8 @@ Frames are rendered first and kept in memory, so the measurement is of the produ
 not of the renderer (a camera delivers frames for free). In one run, per model:
 
 * ``mediapipe alone``: the landmarker in VIDEO mode over the frames (the reference);
-* ``serial``: landmarks then tracker on one thread: ms per stage;
+* ``serial``: landmarks then tracker on one thread: ms per stage (the tracker stage includes the
+  per-frame regressor when the model has one, as shipped; ``serial, no regressor`` without it);
 * ``pipelined``: the engine as shipped (landmarks of frame t+1 while fitting frame t), as fast
   as it can go: sustained fps;
 * ``live 30 fps``: frames arrive at 30 fps (latest wins): fps delivered and latency p50/p95 from
@@ -36,6 +37,7 @@ from core.embedding import embedding_for  # noqa: E402
 from core.landmarks import FaceLandmarker, LandmarkerOptions  # noqa: E402
 from core.model_io import load_head_model  # noqa: E402
 from core.pipeline import TrackingPipeline  # noqa: E402
+from core.session import SessionOptions, attach_regressor  # noqa: E402
 from core.sources import Frame, FrameSource  # noqa: E402
 from core.synthetic import SyntheticOptions, SyntheticSource  # noqa: E402
 from core.tracker import Tracker, TrackerOptions  # noqa: E402
@@ -82,8 +84,11 @@ def mediapipe_alone(frames: list[Frame]) -> dict:
             "fps": 1000.0 / float(np.mean(times))}
 
 
-def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool) -> dict:
+def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regressor: bool = True) -> dict:
+    """The engine as the app and ``flamecam track`` set it up: with the model's regressor (per-frame
+    prior, counted in the tracker stage) when one is found, unless ``regressor`` is False."""
     tracker = Tracker(head, emb, size, TrackerOptions())
+    attach_regressor(tracker, SessionOptions(regressor="auto" if regressor else "none"), log=lambda *_: None)
     pipe = TrackingPipeline(MemorySource(frames, size, paced), tracker, pipelined=pipelined)
     t0 = time.perf_counter()
     for _ in pipe.run():
@@ -144,6 +149,8 @@ def main(argv=None) -> int:
         if name == "builtin":
             builtin_frames = frames
         row = {"mediapipe_alone": mediapipe_alone(frames),
+               "serial, no regressor": run_pipeline(frames, size, head, emb, pipelined=False, paced=False,
+                                                     regressor=False),
                "serial": run_pipeline(frames, size, head, emb, pipelined=False, paced=False),
                "pipelined": run_pipeline(frames, size, head, emb, pipelined=True, paced=False),
                "live_30fps": run_pipeline(frames, size, head, emb, pipelined=True, paced=True)}
@@ -160,7 +167,7 @@ def main(argv=None) -> int:
 
 def print_table(report: dict) -> None:
     print(f"\n640x480 synthetic stream, {report['frames']} frames in memory; ms are per frame")
-    head = (f"{'model':<26} {'run':<16} {'fps':>6} {'landmarks p50':>13} {'tracker p50/p95/mean':>21} "
+    head = (f"{'model':<26} {'run':<20} {'fps':>6} {'landmarks p50':>13} {'tracker p50/p95/mean':>21} "
             f"{'total p50':>9} {'latency p50/p95':>16} {'dropped':>7}")
     print(head)
     print("-" * len(head))
@@ -172,7 +179,7 @@ def print_table(report: dict) -> None:
             fps = f"{r['fps']:.1f}" if "fps" in r else "-"
             lmk = f"{r['landmarks_ms_p50']:.1f}" if "landmarks_ms_p50" in r else "-"
             tot = f"{r['total_ms_p50']:.1f}" if "total_ms_p50" in r else "-"
-            print(f"{model:<26} {run:<16} {fps:>6} {lmk:>13} {trk:>21} {tot:>9} {lat:>16} {r.get('dropped', '-'):>7}")
+            print(f"{model:<26} {run:<20} {fps:>6} {lmk:>13} {trk:>21} {tot:>9} {lat:>16} {r.get('dropped', '-'):>7}")
     for model, runs in report["results"].items():
         if "pipelined" in runs:
             ratio = runs["pipelined"]["fps"] / runs["mediapipe_alone"]["fps"]
