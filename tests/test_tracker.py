@@ -111,6 +111,32 @@ def test_focal_not_observable_without_pose_diversity(ict_model):
     assert tracker.focal_px == pytest.approx(tracker.focal_prior.focal_px)
 
 
+def test_unobservable_focal_follows_an_updated_prior_without_moving_the_mesh(ict_model):
+    """A prior that moves (the regressor's running estimate) moves the focal at once while the data
+    cannot weigh in, with the head's depth rescaled: the head centre stays on its pixel."""
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=12, still=10.0)  # no pose diversity
+    tracker, _ = run(ict_model, opts, TrackerOptions(focal_prior=FocalPrior(2000.0, 0.3)), 12)
+    assert tracker.focal_state == "not_observable" and tracker.keyframes
+    if tracker._refine_job is not None:  # a prior change waits for a running online refinement
+        for _ in tracker._refine_job:
+            pass
+        tracker._refine_job = None
+    centre = lambda st: (tracker.flip * (st.rot @ tracker.model.head_center) + st.trans)  # noqa: E731
+    c_before = centre(tracker.state)
+    kf_before = [centre(kf.state)[2] for kf in tracker.keyframes]
+    tracker.set_focal_prior(FocalPrior(1000.0, 0.25, source="regressor"))
+    assert tracker.focal_px == pytest.approx(1000.0) and tracker.focal_sigma_rel == pytest.approx(0.25)
+    c_after = centre(tracker.state)
+    assert float(c_after[2] / c_before[2]) == pytest.approx(0.5, rel=1e-5)  # depth scaled with f
+    np.testing.assert_allclose((1000.0 * c_after[:2] / c_after[2]).numpy(),  # the same pixel
+                               (2000.0 * c_before[:2] / c_before[2]).numpy(), atol=1e-6)
+    for kf, z in zip(tracker.keyframes, kf_before):  # the stored keyframes follow too
+        assert float(centre(kf.state)[2] / z) == pytest.approx(0.5, rel=1e-5)
+    # and a refinement while still not observable keeps the focal at the prior
+    tracker.refine_shared(1)
+    assert tracker.focal_state == "not_observable" and tracker.focal_px == pytest.approx(1000.0, rel=1e-6)
+
+
 def test_focal_change_does_not_move_projection(ict_model):
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=20)
     tracker, _ = run(ict_model, opts, TrackerOptions(focal_px=None), 20)
