@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from core.recording import RecordingError, RecordingMeta, RecordingWriter  # noqa: PLC0415
     from core.recording import load as load_recording  # noqa: PLC0415
     from core.session import (SessionOptions, default_output, eprint, load_model_and_embedding,  # noqa: PLC0415
-                              make_tracker, open_session_source, resolve_intrinsics)
+                              make_tracker, open_session_source, resolve_intrinsics, set_tracker_threads)
     from core.sources import SourceError  # noqa: PLC0415
 
     options = SessionOptions(source=args.source, model=args.model, camera_mode=args.camera, focal=args.focal,
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # e.g. the landmarker never found the model's face while embedding it
         source.close()
         return _error(exc, EXIT_FAILED)
+    set_tracker_threads()  # after the one-off embedding work, which may use every core
     width, height = source.size
     meta = RecordingMeta.for_model(
         head, options.model, width, height, source=source.name, frame_rate_hz=source.fps, camera_mode=options.camera_mode,

@@ -26,7 +26,7 @@ from typing import Callable
 
 from PySide6.QtCore import QThread, Signal
 
-from core.session import SessionOptions
+from core.session import SessionOptions, set_tracker_threads
 
 _LIVE: "weakref.WeakSet[QThread]" = weakref.WeakSet()
 
@@ -80,22 +80,6 @@ def resolve_device(requested: str) -> str:
     import torch  # noqa: PLC0415
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def set_tracker_threads(count: int | None = None) -> int:
-    """Torch intra-op threads for the tracker: half the cores (1 on 2 cores; FLAMECAM_TORCH_THREADS
-    overrides). The tracker runs many small ops; when its threads compete with the UI, the landmark
-    thread and the source, each op waits at the thread pool's barrier for a descheduled worker.
-    Measured here (2 cores, busy machine): 2 threads 190-360 ms per tracker step, 1 thread 33 ms."""
-    import os  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415
-
-    if count is None:
-        env = os.environ.get("FLAMECAM_TORCH_THREADS")
-        count = int(env) if env else max(1, min(4, (os.cpu_count() or 2) // 2))
-    torch.set_num_threads(count)
-    return count
 
 
 def describe_device(device: str) -> str:

@@ -62,10 +62,10 @@ def skipped_percent(indices) -> float:
 
 def run_headless(seconds: float, warmup: float) -> dict:
     """The engine alone, set up as the app sets it up (source process, tracker threads, mesh), no UI."""
-    from app.gui_worker import _open_source, set_tracker_threads  # noqa: PLC0415
+    from app.gui_worker import _open_source  # noqa: PLC0415
     from core.landmarks import LandmarkerOptions  # noqa: PLC0415
     from core.pipeline import TrackingPipeline  # noqa: PLC0415
-    from core.session import SessionOptions, load_model_and_embedding, make_tracker  # noqa: PLC0415
+    from core.session import SessionOptions, load_model_and_embedding, make_tracker, set_tracker_threads  # noqa: PLC0415
 
     set_tracker_threads()
     options = SessionOptions(source=SOURCE, device="cpu")
