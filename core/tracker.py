@@ -324,11 +324,7 @@ class Tracker:
             return
         self.focal_prior = prior
         if not self.keyframes or (self.focal_state == "not_observable" and self._refine_job is None):
-            previous = float(self.log_focal)
-            self._set_focal(math.log(prior.focal_px))
-            for kf in self.keyframes:  # keep the stored keyframes consistent with the new focal
-                kf.state = kf.state.clone()
-                self._rescale_for_focal(kf.state, previous)
+            self._set_focal(math.log(prior.focal_px), self.keyframes)
             self.focal_sigma_rel = prior.sigma_rel
 
     def step(self, landmarks_px: np.ndarray | None, timestamp_s: float, frame_index: int,
@@ -833,11 +829,7 @@ class Tracker:
                 if float(d_focal.abs()) > 0:
                     old_log_f = float(self.log_focal)
                     self._apply_shared(["focal"], d_focal)
-                    for kf in frames:
-                        kf.state = kf.state.clone()
-                        self._rescale_for_focal(kf.state, old_log_f)
-                    if self.state is not None:  # the live frame too, at once: the next frame starts consistent
-                        self._rescale_for_focal(self.state, old_log_f)
+                    self._rescale_after_focal_change(old_log_f, frames)
             cost = float((self.shape ** 2).sum()) if n_shape else 0.0
             for kf in frames:
                 cost += self._cost(kf.uv, kf.weight, kf.state, self.shape, None, sigma)
@@ -921,12 +913,21 @@ class Tracker:
     def _rho(self, state: _State) -> float:
         return 1.0 / float((self.flip * (state.rot @ self.model.head_center) + state.trans)[2])
 
-    def _set_focal(self, log_f: float) -> None:
-        """Change the shared focal length, rescaling the current head so its projection stays put."""
+    def _set_focal(self, log_f: float, keyframes: list[_Keyframe] = ()) -> None:
+        """Change the shared focal length, rescaling the current head (and ``keyframes``) so the
+        projection stays put."""
         previous = float(self.log_focal)
         self.log_focal = torch.tensor(log_f, **self.kw)
+        self._rescale_after_focal_change(previous, keyframes)
+
+    def _rescale_after_focal_change(self, previous_log_focal: float, keyframes) -> None:
+        """Rescale these keyframes (copied: a running refinement may hold the old states) and the
+        live frame at once, so the next frame starts consistent with the new focal length."""
+        for kf in keyframes:
+            kf.state = kf.state.clone()
+            self._rescale_for_focal(kf.state, previous_log_focal)
         if self.state is not None:
-            self._rescale_for_focal(self.state, previous)
+            self._rescale_for_focal(self.state, previous_log_focal)
 
     def _rescale_for_focal(self, state: _State, previous_log_focal: float) -> None:
         """Scale the head's depth by f'/f, keeping its lateral position: the head centre projects to
