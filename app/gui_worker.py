@@ -27,6 +27,7 @@ from typing import Callable
 from PySide6.QtCore import QThread, Signal
 
 from core.session import SessionOptions, set_tracker_threads
+from core.sources import close_quietly
 
 _LIVE: "weakref.WeakSet[QThread]" = weakref.WeakSet()
 
@@ -164,11 +165,7 @@ class TrackingThread(QThread):
             self.failed.emit(f"Tracking stopped by an unexpected error: {type(exc).__name__}: {exc}.{saved}")
         finally:
             self._close_recording("stopped" if ended_by != "failed" else "failed-run")
-            if source is not None:
-                try:
-                    source.close()
-                except Exception:  # noqa: BLE001  (a vanished device may fail to close; nothing to lose)
-                    pass
+            close_quietly(source)
             summary = {"ended_by": ended_by}
             if pipeline is not None:
                 summary.update(pipeline.stats.summary())
@@ -446,11 +443,7 @@ class CalibrationThread(QThread):
             traceback.print_exc(file=sys.stderr)
             self.failed.emit(f"Calibration stopped by an unexpected error: {type(exc).__name__}: {exc}")
         finally:
-            if source is not None:
-                try:
-                    source.close()
-                except Exception:  # noqa: BLE001
-                    pass
+            close_quietly(source)
             self.runFinished.emit({"ended_by": ended_by, "frames": frames})
 
 

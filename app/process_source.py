@@ -24,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from core.sources import Frame, FrameSource, SourceError
+from core.sources import Frame, FrameSource, SourceError, close_quietly
 
 SLOTS = 4
 START_TIMEOUT_S = 180.0
@@ -71,11 +71,7 @@ def _child(spec: str, conn, free, request, stop) -> None:  # runs in the child p
         except (OSError, ValueError):
             pass
     finally:
-        if source is not None:
-            try:
-                source.close()
-            except Exception:  # noqa: BLE001
-                pass
+        close_quietly(source)
         # Keep the memory until the parent has said it is done with it.
         deadline = time.monotonic() + 10
         while not stop.is_set() and time.monotonic() < deadline:

@@ -60,6 +60,17 @@ class FrameSource:
         self.close()
 
 
+def close_quietly(source: FrameSource | None) -> None:
+    """Close a source at the end of a run whatever happens (a vanished device may fail to close;
+    there is nothing left to lose), so the closing never hides the error that ended the run."""
+    if source is None:
+        return
+    try:
+        source.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
