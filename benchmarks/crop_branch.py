@@ -14,8 +14,8 @@ poses, backgrounds and lighting never trained on). Target: log(f / crop side), t
 in units of the face box — what one frame can tell about perspective (the crop's placement is an
 input). Every row trains the same way (Adam, cosine schedule, L1 loss, same steps and batches):
 
-* **landmarks**: an MLP on the crop-normalised landmarks, MediaPipe's per-landmark depth, the 52
-  blendshape scores and the crop's placement (the shipped regressor's inputs);
+* **landmarks**: an MLP on the crop-normalised landmarks (as the shipped regressor sees them),
+  MediaPipe's per-landmark depth, the 52 blendshape scores and the crop's placement;
 * **landmarks + crop CNN**: the same MLP with a small CNN's features of the crop concatenated;
 * **crop CNN alone**: the CNN and the crop's placement only.
 
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import camera
 from core.model_io import load_head_model
 
 BANDS = ((0, 750), (750, 1050), (1050, 1500), (1500, 2100), (2100, 1e9))
@@ -74,7 +75,7 @@ def features(data: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, t
     lmk = torch.as_tensor(data["landmarks_px"], dtype=torch.float32)
     box = landmark_crop_box(lmk)  # (N, 4) x0, y0, side, side
     side = box[:, 2:3]
-    xy = (lmk - box[:, None, :2]) / side[:, :, None] * 2 - 1
+    xy = camera.crop_points(lmk, box, (2, 2)) - 1.0  # the regressor's crop coordinates, in [-1, 1]
     depth = torch.as_tensor(data["depth_px"].astype(np.float32)) / side
     size = torch.as_tensor(data["image_size"], dtype=torch.float32)
     centre = box[:, :2] + 0.5 * side
