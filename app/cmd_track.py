@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-frame regressor (init, re-acquisition, focal prior): 'auto' finds the model's trained "
                              "one (user cache, or the built-in model's in resources/), 'none' tracks from landmarks "
                              "alone, or a .onnx file from flamecam train-regressor")
+    parser.add_argument("--stream", action="append", default=[], metavar="URL",
+                        help="stream every frame live over OSC/UDP while tracking (repeatable): "
+                             "vmc://HOST[:PORT] for VSeeFace, Warudo, VNyan, Blender (VMC protocol: head pose and 52 "
+                             "ARKit blendshapes; options ?blendshapes=mediapipe|model&mirror=1&names=perfectsync|arkit), "
+                             "flamecam://HOST:PORT or osc://HOST:PORT for every tracked parameter (see README)")
     parser.add_argument("--no-landmarks", action="store_true", help="do not store detected landmarks in OUT")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -74,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
     out = default_output(args.output)
     if out.exists() and not args.overwrite:
         return _error(f"{out} exists; pass --overwrite to replace it")
+    from core.streaming import StreamError, StreamModel, Streamer, StreamTarget  # noqa: PLC0415
+    try:
+        stream_targets = [StreamTarget.parse(url) for url in args.stream]
+        for target in stream_targets:
+            target.resolve()
+    except StreamError as exc:
+        return _error(exc)
     try:
         source = open_session_source(options, log=eprint)
     except SourceError as exc:
@@ -89,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         return _error(exc, EXIT_FAILED)
     set_tracker_threads()  # after the one-off embedding work, which may use every core
+    try:
+        streamer = Streamer(stream_targets, StreamModel.from_head(head)) if stream_targets else None
+    except StreamError as exc:
+        source.close()
+        return _error(exc)
     width, height = source.size
     meta = RecordingMeta.for_model(
         head, options.model, width, height, source=source.name, frame_rate_hz=source.fps, camera_mode=options.camera_mode,
@@ -107,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         with RecordingWriter(out, meta, overwrite=args.overwrite) as writer:
             try:
                 for result in pipeline.run():
+                    if streamer is not None:
+                        streamer.send(result)  # first: the live receivers see the frame soonest
                     track = result.track
                     if track.shape_version != shape_version:
                         writer.write_identity(track.frame_index, track.shape)
@@ -131,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(exc, EXIT_FAILED)
     finally:
         bar.close()
+        if streamer is not None:
+            streamer.close()
     source.close()
     stats = pipeline.stats
     if stats.frames == 0:
@@ -163,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"focal length {last.focal_px:.0f} ± {last.focal_sigma_px:.0f} px ({last.focal_state}); "
               f"ρ = {last.rho_per_m:.2f} 1/m; fit error {np.nanmean(fits):.2f} px")
     print(f"recording: {out}")
+    for status in [] if streamer is None else streamer.status.targets:
+        print(f"stream: {status.describe()}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
