@@ -24,6 +24,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog
 
+from app.gui_stream import StreamControl
 from app.gui_worker import (
     CalibrationThread,
     RecordingStatus,
@@ -141,6 +142,7 @@ class GuiController(QObject):
         w.calibration_page.stopRequested.connect(self.stop_calibration)
         w.calibration_page.widget.profileSaved.connect(self._on_profile_saved)
         w.aboutToClose.connect(self.shutdown)
+        self.stream_control = StreamControl(w.stream_panel, self)  # the Stream panel -> the tracking thread
         self.status_timer = QTimer(self)
         self.status_timer.setInterval(STATUS_INTERVAL_MS)
         self.status_timer.timeout.connect(self._update_status)
@@ -233,6 +235,7 @@ class GuiController(QObject):
         worker.failed.connect(self._on_failed)
         worker.recordingChanged.connect(self._on_recording)
         worker.runFinished.connect(self._on_run_finished)
+        self.stream_control.attach(worker)
         self.worker = worker
         self.session = None
         self.latest = None
@@ -487,6 +490,7 @@ class GuiController(QObject):
 
     def _update_status(self) -> None:
         w = self.window
+        self.stream_control.refresh()
         if self._recording is not None and self._recording.state == "recording":
             w.record_panel.show_progress(time.monotonic() - self._record_t0, self._recording.frames)
         if not self.running or self.latest is None:

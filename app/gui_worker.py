@@ -28,6 +28,7 @@ from PySide6.QtCore import QThread, Signal
 
 from core.session import SessionOptions, set_tracker_threads
 from core.sources import close_quietly
+from core.streaming import StreamModel, StreamSwitch
 
 _LIVE: "weakref.WeakSet[QThread]" = weakref.WeakSet()
 
@@ -114,6 +115,7 @@ class TrackingThread(QThread):
         self._record_started = 0.0
         self._last_progress = 0.0
         self._context: dict = {}
+        self.stream = StreamSwitch()  # live OSC/UDP output; driven from this thread, configured from any
         self.setObjectName("flamecam-tracking")
         _LIVE.add(self)
 
@@ -127,6 +129,10 @@ class TrackingThread(QThread):
     def stop_recording(self) -> None:
         with self._lock:
             self._requests.append(_Request("stop"))
+
+    def set_stream(self, url: str) -> None:
+        """Stream every frame to ``url`` (``core.streaming`` form; "" stops) from the next frame on."""
+        self.stream.request(url)
 
     def request_stop(self) -> None:
         """Ask the session to end (returns at once; the recording is closed by the worker)."""
@@ -165,6 +171,7 @@ class TrackingThread(QThread):
             self.failed.emit(f"Tracking stopped by an unexpected error: {type(exc).__name__}: {exc}.{saved}")
         finally:
             self._close_recording("stopped" if ended_by != "failed" else "failed-run")
+            self.stream.close()
             close_quietly(source)
             summary = {"ended_by": ended_by}
             if pipeline is not None:
@@ -226,6 +233,7 @@ class TrackingThread(QThread):
         pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=opts.landmarker, running_mode="video"),
                                     max_frames=opts.max_frames, stop=self._stop, with_mesh=True,
                                     undistort=plan.undistorter())
+        self.stream.set_model(StreamModel.from_head(head))
         width, height = source.size
         self._context = {"head": head, "tracker": tracker, "source": source, "options": opts, "plan": plan,
                          "pipeline": pipeline}
@@ -242,6 +250,7 @@ class TrackingThread(QThread):
 
         try:
             for result in pipeline.run():
+                self.stream.send(result)
                 self._service_requests(result.track.frame_index)
                 if self._writer is not None:
                     self._record(result)

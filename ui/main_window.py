@@ -37,6 +37,7 @@ from ui.calibration import CalibrationPage, IntrinsicsStatusLabel
 from ui.overlay_view import OverlayView
 from ui.panels import CameraPanel, ModelPanel, OverlayPanel, RecordPanel, SourcePanel
 from ui.plots import LivePlots
+from ui.stream_panel import StreamPanel
 
 BANNER_STYLES = {
     "info": "background:#1f3a5f; color:#e8f0fe; border-radius:4px;",
@@ -149,13 +150,17 @@ class MainWindow(QMainWindow):
         session_layout.addStretch(1)
         self.overlay_panel = OverlayPanel()
         self.record_panel = RecordPanel()
-        for panel in (self.overlay_panel, self.record_panel):  # the dock's title says it already
+        self.stream_panel = StreamPanel()
+        for panel in (self.overlay_panel, self.record_panel, self.stream_panel):  # the dock's title says it already
             panel.setTitle("")
             panel.setFlat(True)
         self.plots = LivePlots()
         self.session_dock = self._dock("Session", session, Qt.DockWidgetArea.RightDockWidgetArea)
         self.overlay_dock = self._dock("Overlay", self.overlay_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.record_dock = self._dock("Record", self.record_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.stream_dock = self._dock("Stream", self.stream_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.record_dock, self.stream_dock)  # tabs: the right column keeps its room
+        self.record_dock.raise_()
         self.plots_dock = self._dock("Plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea, scroll=False)
         self.resizeDocks([self.plots_dock], [340], Qt.Orientation.Vertical)
 
@@ -224,7 +229,7 @@ class MainWindow(QMainWindow):
         track_menu.addSeparator()
         track_menu.addAction("&Calibrate camera…", lambda: self.set_mode("calibrate"), QKeySequence("Ctrl+K"))
         view_menu = self.menuBar().addMenu("&View")
-        for dock in (self.session_dock, self.overlay_dock, self.record_dock, self.plots_dock):
+        for dock in (self.session_dock, self.overlay_dock, self.record_dock, self.stream_dock, self.plots_dock):
             view_menu.addAction(dock.toggleViewAction())
         pause = QAction("&Pause plots", self)
         pause.setShortcut(QKeySequence("P"))
@@ -322,7 +327,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/state", self.saveState())
         s.setValue("plots/window_s", self.plots.window_s)
         for panel in (self.source_panel, self.model_panel, self.camera_panel, self.overlay_panel, self.record_panel,
-                      self.calibration_page):
+                      self.stream_panel, self.calibration_page):
             panel.save_settings(s)
         s.sync()
 
@@ -335,7 +340,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         self.plots.window_spin.setValue(float(s.value("plots/window_s", self.plots.window_s)))
         for panel in (self.source_panel, self.model_panel, self.camera_panel, self.overlay_panel, self.record_panel,
-                      self.calibration_page):
+                      self.stream_panel, self.calibration_page):
             panel.restore_settings(s)
 
     def closeEvent(self, event) -> None:  # noqa: N802
