@@ -67,6 +67,9 @@ class StreamControl(QObject):
             panel.show_status(switch.problem or f"Starting to stream to {self.url}…",
                               "error" if switch.problem else "info")
             return
+        if status.failure:
+            panel.show_status(f"Streaming to {self.url} stopped: {status.failure}", "error")
+            return
         target = status.targets[0]
         now = time.monotonic()
         rate = ""

@@ -465,6 +465,7 @@ class StreamStatus:
     submitted: int = 0  # results handed to send()
     skipped: int = 0  # replaced by a newer result before the sender took them (latest wins)
     running: bool = False
+    failure: str = ""  # why the sender thread ended early (a bug; tracking is unaffected)
     processed: int = 0  # results the sender thread encoded and sent (to every target)
     sender_cpu_s: float = 0.0  # CPU time the sender thread spent on them (it holds the GIL for most of it)
 
@@ -582,6 +583,8 @@ class Streamer:
                     self.status.sender_cpu_s += time.thread_time() - cpu
                 if closing and result is None:
                     break
+        except Exception as exc:  # noqa: BLE001  (a bug here must not go unnoticed, nor reach tracking)
+            self.status.failure = f"the sender stopped: {type(exc).__name__}: {exc}"
         finally:
             for target in self._targets:
                 target.close()

@@ -151,16 +151,20 @@ class MainWindow(QMainWindow):
         self.overlay_panel = OverlayPanel()
         self.record_panel = RecordPanel()
         self.stream_panel = StreamPanel()
-        for panel in (self.overlay_panel, self.record_panel, self.stream_panel):  # the dock's title says it already
+        for panel in (self.overlay_panel, self.record_panel):  # the dock's title says it already
             panel.setTitle("")
             panel.setFlat(True)
         self.plots = LivePlots()
         self.session_dock = self._dock("Session", session, Qt.DockWidgetArea.RightDockWidgetArea)
         self.overlay_dock = self._dock("Overlay", self.overlay_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.record_dock = self._dock("Record", self.record_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.stream_dock = self._dock("Stream", self.stream_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.tabifyDockWidget(self.record_dock, self.stream_dock)  # tabs: the right column keeps its room
-        self.record_dock.raise_()
+        outputs = QWidget()  # recording and live streaming share a dock: the right column keeps its room
+        outputs_layout = QVBoxLayout(outputs)
+        outputs_layout.setContentsMargins(0, 0, 0, 0)
+        outputs_layout.addWidget(self.record_panel)
+        outputs_layout.addWidget(self.stream_panel)
+        outputs_layout.addStretch(1)
+        self.record_dock = self._dock("Record and stream", outputs, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.record_dock.setObjectName("dock_record")  # the name saved layouts know it by
         self.plots_dock = self._dock("Plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea, scroll=False)
         self.resizeDocks([self.plots_dock], [340], Qt.Orientation.Vertical)
 
@@ -229,7 +233,7 @@ class MainWindow(QMainWindow):
         track_menu.addSeparator()
         track_menu.addAction("&Calibrate camera…", lambda: self.set_mode("calibrate"), QKeySequence("Ctrl+K"))
         view_menu = self.menuBar().addMenu("&View")
-        for dock in (self.session_dock, self.overlay_dock, self.record_dock, self.stream_dock, self.plots_dock):
+        for dock in (self.session_dock, self.overlay_dock, self.record_dock, self.plots_dock):
             view_menu.addAction(dock.toggleViewAction())
         pause = QAction("&Pause plots", self)
         pause.setShortcut(QKeySequence("P"))
