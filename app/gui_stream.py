@@ -25,6 +25,7 @@ class StreamControl(QObject):
         self._rate_mark: tuple[float, int] | None = None  # (time, frames sent) of the last refresh
         self._refused_seen = self._errors_seen = 0
         panel.configChanged.connect(self.set_url)
+        panel.recenterRequested.connect(self.recenter)
         self.set_url(panel.url())
 
     def attach(self, worker) -> None:
@@ -49,6 +50,10 @@ class StreamControl(QObject):
         if self.worker is not None:
             self.worker.set_stream(url)
         self.refresh()
+
+    def recenter(self) -> None:
+        if self.worker is not None:
+            self.worker.stream.recenter()
 
     def refresh(self) -> None:
         """Update the panel's status line from the streamer's counters."""

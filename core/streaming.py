@@ -15,12 +15,13 @@ tracking thread. Targets are URLs (:meth:`StreamTarget.parse`):
     flamecam's full parameter set (the address space below), for your own tools (TouchDesigner, Max,
     Unity/Unreal/Blender scripts, Python).
 
-VMC output, one bundle per frame (about 2.9 kB with 52 blendshapes):
+VMC output, one bundle per frame (about 2.7 kB with 52 blendshapes; one datagram, as VMC senders do):
 
 * ``/VMC/Ext/Bone/Pos "Head" px py pz qx qy qz qw`` — only for frames with a tracked face.
-  Unity's left-handed frame (+x right, +y up, +z forward) of an avatar that faces the viewer
-  (+z, as Unity humanoids do): avatar = ``diag(-1, 1, 1)`` · flamecam model axes (+x the subject's
-  left, +y up, +z out of the face) and avatar = ``diag(-1, -1, -1)`` · OpenCV camera axes. The
+  Unity's left-handed axes of the avatar (+x its right, +y up, +z its forward: Unity humanoids face
+  +z, and receivers look at them from the front): avatar = ``diag(-1, 1, 1)`` · flamecam model axes
+  (+x the subject's left, +y up, +z out of the face) and avatar = ``diag(-1, -1, -1)`` · OpenCV
+  camera axes (the subject faces the camera as the avatar faces its viewer). The
   rotation is the head's rotation relative to looking straight along the camera's optical axis
   (flamecam's ``rotation`` = 0), i.e. ``R_unity = M·R·M`` with ``M = diag(-1, 1, 1)``, as a
   quaternion; VMC bone poses are local (relative to the parent bone), and with the neck and body
@@ -665,6 +666,12 @@ class StreamSwitch:
                 self.streamer, self.problem = None, f"cannot stream: {type(exc).__name__}: {exc}"
         if self.streamer is not None:
             self.streamer.send(result)
+
+    def recenter(self) -> None:
+        """The next tracked head position becomes the VMC position reference (any thread)."""
+        streamer = self.streamer
+        if streamer is not None:
+            streamer.recenter()
 
     def status(self) -> StreamStatus | None:
         streamer = self.streamer

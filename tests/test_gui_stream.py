@@ -23,14 +23,19 @@ def test_panel_makes_the_stream_url_and_keeps_its_settings(qtbot, tmp_path):
     urls = []
     panel.configChanged.connect(urls.append)
     assert panel.url() == ""  # off by default
+    assert not panel.recenter.isEnabled()
     panel.enabled.setChecked(True)
     assert urls[-1] == "vmc://127.0.0.1:39539?blendshapes=mediapipe"
+    recentred = []
+    panel.recenterRequested.connect(lambda: recentred.append(True))
+    panel.recenter.click()
+    assert recentred == [True]
     panel.blendshapes.setCurrentIndex(panel.blendshapes.findData("model"))
     panel.mirror.setChecked(True)
     assert urls[-1] == "vmc://127.0.0.1:39539?blendshapes=model&mirror=1"
     panel.protocol.setCurrentIndex(panel.protocol.findData("flamecam"))
     assert urls[-1] == "flamecam://127.0.0.1:9000"  # the port follows the protocol's usual one
-    assert not panel.blendshapes.isEnabled() and not panel.mirror.isEnabled()  # VMC options
+    assert not (panel.blendshapes.isEnabled() or panel.mirror.isEnabled() or panel.recenter.isEnabled())  # VMC only
     panel.host.setText("::1")
     panel.port.setValue(9100)
     assert urls[-1] == panel.url() == "flamecam://[::1]:9100"

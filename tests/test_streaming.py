@@ -359,6 +359,21 @@ def test_streamer_delivers_the_newest_frames_over_loopback(model):
         assert all(t.refused == t.errors == 0 for t in status.targets)
 
 
+def test_recenter_makes_the_current_head_position_the_reference(model):
+    with osc_server() as (port, log):
+        with Streamer([StreamTarget.parse(f"vmc://127.0.0.1:{port}")], model) as streamer:
+            for index, x in enumerate((0.0, 0.04)):
+                streamer.send(make_result(model, index, translation=(x, 0.0, 0.5)))
+                assert wait_for(lambda n=index + 1: len(log.frames("/VMC/Ext/Bone/Pos")) == n)
+            streamer.recenter()
+            streamer.send(make_result(model, 2, translation=(0.04, 0.0, 0.5)))
+            assert wait_for(lambda: len(log.frames("/VMC/Ext/Bone/Pos")) == 3)
+    positions = {round(f["/VMC/Ext/T"][0] * 30): f["/VMC/Ext/Bone/Pos"][1:4] for f in log.frames("/VMC/Ext/Bone/Pos")}
+    np.testing.assert_allclose(positions[0], 0.0, atol=1e-7)
+    np.testing.assert_allclose(positions[1], [-0.04, 0, 0], atol=1e-6)  # 4 cm to the subject's left
+    np.testing.assert_allclose(positions[2], 0.0, atol=1e-7)  # the same place, after recentring
+
+
 def test_a_dead_receiver_costs_nothing_and_raises_nothing(model):
     port = free_udp_port()  # nothing listens here: the kernel answers with ICMP port unreachable
     streamer = Streamer([StreamTarget.parse(f"osc://127.0.0.1:{port}")], model)

@@ -7,7 +7,7 @@ thread and feeds the status line back. Values persist in ``QSettings`` under ``s
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QSpinBox
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton, QSpinBox
 
 DEFAULT_PORTS = {"vmc": 39539, "flamecam": 9000}
 PROTOCOL_ITEMS = (("vmc", "VMC protocol (VSeeFace, Warudo, VNyan, Blender)"),
@@ -21,6 +21,7 @@ class StreamPanel(QGroupBox):
     """On/off, protocol, host, port, blendshape source and mirror; a status line below."""
 
     configChanged = Signal(str)  # the stream URL, "" when off
+    recenterRequested = Signal()
 
     def __init__(self, parent=None):
         super().__init__("Stream", parent)
@@ -47,6 +48,10 @@ class StreamPanel(QGroupBox):
             combo.setMinimumContentsLength(14)
         self.mirror = QCheckBox("Mirror (avatar moves as the camera image)")
         self.mirror.setToolTip("Off: the avatar moves like your mirror image (usual). On: left and right swapped")
+        self.recenter = QPushButton("Recenter head position")
+        self.recenter.setToolTip("VMC: the head's position is sent relative to where it was when streaming started; "
+                                 "make where it is now the reference")
+        self.recenter.clicked.connect(self.recenterRequested.emit)
         self.status = QLabel("Not streaming")
         self.status.setWordWrap(True)
         self.status.setStyleSheet(f"color: {STATUS_COLOURS['info']}")
@@ -57,6 +62,7 @@ class StreamPanel(QGroupBox):
         form.addRow("Port", self.port)
         form.addRow("Blendshapes", self.blendshapes)
         form.addRow(self.mirror)
+        form.addRow(self.recenter)
         form.addRow(self.status)
         self._protocol = self.protocol_key()
         self.enabled.toggled.connect(self._emit)
@@ -100,6 +106,7 @@ class StreamPanel(QGroupBox):
         vmc = self.protocol_key() == "vmc"
         self.blendshapes.setEnabled(vmc)
         self.mirror.setEnabled(vmc)
+        self.recenter.setEnabled(vmc and self.enabled.isChecked())
 
     def _emit(self, *_args) -> None:
         self._update_enabled()
