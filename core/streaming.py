@@ -95,7 +95,6 @@ import numpy as np
 from pythonosc.osc_bundle_builder import IMMEDIATELY
 from pythonosc.parsing import osc_types
 
-from core.camera import AXES_MODEL_TO_CAMERA
 from core.landmarks import MEDIAPIPE_BLENDSHAPE_NAMES, arkit_name
 
 VMC_DEFAULT_PORT = 39539
@@ -111,7 +110,6 @@ _SIDE_SWAP = {"Left": "Right", "Right": "Left"}
 # Avatar (Unity, left-handed, facing +z) from flamecam model axes and from OpenCV camera axes.
 UNITY_FROM_MODEL = np.diag([-1.0, 1.0, 1.0])
 UNITY_FROM_CAMERA = np.diag([-1.0, -1.0, -1.0])
-_AXES_MODEL_TO_CAMERA = AXES_MODEL_TO_CAMERA.double().numpy()
 
 
 class StreamError(ValueError):
@@ -281,7 +279,10 @@ def axis_angle_to_quaternion(rotation_aa: np.ndarray) -> np.ndarray:
 def head_center_cam(rotation_aa: np.ndarray, translation_m: np.ndarray, head_center_model: np.ndarray) -> np.ndarray:
     """(3,) camera-space head centre of a pose, ``core.camera``'s placement ``AXES·R·c + t`` in numpy
     (float64; the torch version costs ~0.5 ms of the sender thread's GIL time per frame)."""
-    return _AXES_MODEL_TO_CAMERA @ rotation_matrix(rotation_aa) @ np.asarray(head_center_model, np.float64) + \
+    from core.camera import AXES_MODEL_TO_CAMERA  # noqa: PLC0415  (torch: not at import, the GUI imports this)
+
+    axes = AXES_MODEL_TO_CAMERA.double().numpy()
+    return axes @ rotation_matrix(rotation_aa) @ np.asarray(head_center_model, np.float64) + \
         np.asarray(translation_m, np.float64)
 
 
