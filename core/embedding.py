@@ -289,9 +289,10 @@ def _observe(head, views, focals, size: int, landmarker_path: str | None) -> _Ob
                 intr = SyntheticOptions(width=size, height=size, focal=focal_px).intrinsics()
                 for yaw, pitch in views:
                     rotation = _euler_to_axis_angle(yaw, pitch, 0.0)
-                    rot_cam = camera.rotation_model_to_camera(torch.as_tensor(rotation, dtype=torch.float64)).numpy()
+                    rot_cam = camera.rotation_model_to_camera(rotation)
                     center = np.array([0.0, 0.0, distance])
-                    translation = center - rot_cam @ head.head_center
+                    translation = camera.translation_for_center(head.head_center, camera.axis_angle_to_matrix(rotation),
+                                                                center)
                     truth = GroundTruth(np.zeros(head.num_shape, np.float32), np.zeros(head.num_expr, np.float32),
                                         rotation, translation.astype(np.float32), np.zeros(3, np.float32),
                                         np.zeros(3, np.float32), np.zeros(6, np.float32), intr, 1 / distance,
@@ -391,8 +392,7 @@ def compute_embedding(head, views=DEFAULT_VIEWS, focals=EMBEDDING_FOCALS, size: 
     reproj = np.full((len(obs.points), NUM_LANDMARKS), np.nan)
     for k, (rot_cam, translation, intr) in enumerate(obs.cameras):
         seen = surface + offset + slope * (obs.rho_per_m[k] - rho_ref)
-        uv = camera.project_perspective(torch.as_tensor(seen @ rot_cam.T + translation),
-                                        torch.as_tensor(intr, dtype=torch.float64)).numpy()
+        uv = camera.project_perspective(seen @ rot_cam.T + translation, np.asarray(intr, np.float64))
         reproj[k] = np.where(good, np.linalg.norm(uv - obs.detections[k], axis=1), np.nan)
     report = EmbeddingReport(len(views) * len(focals), len(obs.points), spread.astype(np.float32),
                              hit_fraction.astype(np.float32), reproj, np.flatnonzero(~good))

@@ -52,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from core.distortion import LensDistortion, intrinsics_from_opencv, opencv_camera_matrix
+from core.camera import intrinsics_from_opencv, opencv_camera_matrix, resize_intrinsics
+from core.distortion import LensDistortion
 
 PROFILE_FORMAT = "flamecam.camera_profile"
 PROFILE_VERSION = 1
@@ -163,12 +164,12 @@ class CameraProfile:
                 f"the sensor, so the calibration does not carry over; calibrate at this resolution "
                 f"(flamecam calibrate ... --name {self.name!r})")
         sx, sy = size[0] / self.image_size[0], size[1] / self.image_size[1]
-        fx, fy, cx, cy = self.intrinsics
         unc = dict(self.uncertainty)
         for key, s in (("fx", sx), ("fy", sy), ("cx", sx), ("cy", sy)):
             if unc.get(key) is not None:
                 unc[key] = unc[key] * s
-        return replace(self, image_size=size, intrinsics=(fx * sx, fy * sy, cx * sx, cy * sy), uncertainty=unc,
+        intrinsics = tuple(float(v) for v in resize_intrinsics(np.asarray(self.intrinsics, np.float64), sx, sy))
+        return replace(self, image_size=size, intrinsics=intrinsics, uncertainty=unc,
                        scaled_from=self.image_size)
 
     def describe(self) -> str:

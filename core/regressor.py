@@ -89,8 +89,7 @@ class RegressorOutput:
         fx, fy, cx, cy = (float(v) for v in intrinsics)
         depth = fx / self.scale_px_per_m
         centre = np.array([(self.head_center_px[0] - cx) / fx * depth, (self.head_center_px[1] - cy) / fy * depth, depth])
-        rot_cam = camera.AXES_MODEL_TO_CAMERA.numpy().astype(np.float64) @ self.rotation_matrix
-        return centre, centre - rot_cam @ self.model_head_center
+        return centre, camera.translation_for_center(self.model_head_center, self.rotation_matrix, centre)
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,7 @@ class Tracker:
         self.model = LandmarkModel(head, embedding, options.device)
         self.dev = self.model.device
         kw = self.kw = dict(dtype=torch.float64, device=self.dev)
-        self.flip = camera.AXES_MODEL_TO_CAMERA.diagonal().to(**kw)
+        self.flip = camera.axis_flip(torch.zeros((), **kw))
         self.ortho = options.camera_mode == "ortho"
         cx, cy = options.principal_px or (self.width / 2, self.height / 2)
         self.principal = torch.tensor([cx, cy], **kw)

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from core.distortion import LensDistortion, opencv_camera_matrix, undistort_points
+from core.camera import opencv_camera_matrix
+from core.distortion import LensDistortion, undistort_points
 from core.profiles import (PROFILE_FORMAT, CameraProfile, ProfileError, export_npz, export_opencv_yaml,
                            find_profile, import_npz, import_opencv_yaml, list_profiles, load_profile_spec,
                            profile_path, save_profile)
