@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+
 HEADLESS_SYNTHETIC_FRAMES = 150
 
 

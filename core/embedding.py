@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.landmarks import NUM_LANDMARKS
+from core.constants import NUM_LANDMARKS
 
 EMBEDDING_VERSION = 2
 # Focal lengths (px at 512², head at f/2000 m: 0.3-1.2 m) the embedding and its bias model are learned at.
@@ -399,6 +399,21 @@ def compute_embedding(head, views=DEFAULT_VIEWS, focals=EMBEDDING_FOCALS, size: 
     return emb, report
 
 
+def _cache_path(head) -> Path | None:
+    """Where ``head``'s embedding is cached (None for a model without a file hash to key on)."""
+    if not head.source_sha256:
+        return None  # every such model would share (and clobber) one cache file
+    from core.assets import cache_dir  # noqa: PLC0415
+
+    return cache_dir() / "embeddings" / f"{head.source_sha256}-v{EMBEDDING_VERSION}.npz"
+
+
+def embedding_is_cached(head) -> bool:
+    """True when :func:`embedding_for` will read ``head``'s embedding from the cache (no renders)."""
+    path = _cache_path(head)
+    return path is not None and path.exists()
+
+
 def embedding_for(head, cache: bool = True, user_file: str | Path | None = None) -> LandmarkEmbedding:
     """The embedding to use for ``head``: a user file, else the cache, else computed and cached.
 
@@ -406,11 +421,8 @@ def embedding_for(head, cache: bool = True, user_file: str | Path | None = None)
     models get the surface correspondence too. Computing takes ~20-40 s once per model file."""
     if user_file is not None:
         return LandmarkEmbedding.load(user_file, num_faces=len(head.faces))
-    from core.assets import cache_dir  # noqa: PLC0415
-
-    if not head.source_sha256:
-        cache = False  # no file hash to key on: every such model would share (and clobber) one cache file
-    path = cache_dir() / "embeddings" / f"{head.source_sha256}-v{EMBEDDING_VERSION}.npz"
+    path = _cache_path(head)
+    cache = cache and path is not None
     if cache and path.exists():
         return LandmarkEmbedding.load(path, num_faces=len(head.faces))
     emb, _ = compute_embedding(head, base=identity_embedding(head.faces) if head.kind == "builtin" else None)

@@ -229,8 +229,9 @@ class SyntheticSource(FrameSource):
         self.fps = opts.fps
         self.num_frames = opts.frames
         self.is_live = opts.realtime
-        self.name = "synthetic:" + ",".join(f"{f.name}={getattr(opts, f.name)}" for f in dataclasses.fields(opts)
-                                            if getattr(opts, f.name) != f.default)
+        changed = ",".join(f"{f.name}={getattr(opts, f.name)}" for f in dataclasses.fields(opts)
+                           if getattr(opts, f.name) != f.default)
+        self.name = f"synthetic:{changed}" if changed else "synthetic"
         self._scene = None
 
     def _scene_or_new(self):

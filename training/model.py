@@ -30,8 +30,7 @@ from torch import nn
 from core import camera
 from core.regressor import landmark_crop_box
 
-NUM_LANDMARKS = 478
-NUM_BLENDSHAPES = 52
+from core.constants import NUM_BLENDSHAPES, NUM_LANDMARKS
 PRINCIPAL_UNIT = 0.05  # the principal-point head predicts offsets from the image centre in units of 5 % of the image
 
 
