@@ -502,6 +502,16 @@ def export_npz(profile: CameraProfile, path: str | Path) -> Path:
 # --- which camera is this? ------------------------------------------------------------------------
 
 
+def webcam_device_name(index: int) -> str | None:
+    """The device name the OS reports for OpenCV camera ``index`` (Linux: ``/sys/class/video4linux/
+    videoN/name``, e.g. "HD Pro Webcam C920"); None when it cannot be read (other systems, no device)."""
+    try:
+        text = Path(f"/sys/class/video4linux/video{int(index)}/name").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
 def camera_name_for_source(source) -> str | None:
     """A stable name for the camera behind a frame source, to look its profile up.
 
@@ -512,14 +522,7 @@ def camera_name_for_source(source) -> str | None:
     from core.sources import ImageFolderSource, VideoFileSource, WebcamSource  # noqa: PLC0415
 
     if isinstance(source, WebcamSource):
-        sys_name = Path(f"/sys/class/video4linux/video{source.index}/name")
-        try:
-            text = sys_name.read_text().strip()
-            if text:
-                return text
-        except OSError:
-            pass
-        return f"webcam:{source.index}"
+        return webcam_device_name(source.index) or f"webcam:{source.index}"
     if isinstance(source, (ImageFolderSource, VideoFileSource)):
         from core.metadata import read_camera_metadata  # noqa: PLC0415
 
