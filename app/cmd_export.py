@@ -5,7 +5,7 @@ import argparse
 import errno
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, cli_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +40,8 @@ def parse_frames(text: str) -> tuple[int | None, int | None]:
         raise ValueError(f"--frames {text!r}: expected A:B with integers (e.g. 100:200, 100:, :200 or 150)") from None
 
 
-def _error(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"flamecam export: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return code
+def _error(message, code: int = EXIT_BAD_INPUT) -> int:
+    return cli_error("export", message, code)
 
 
 def run(args: argparse.Namespace) -> int:

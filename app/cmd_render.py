@@ -13,7 +13,8 @@ import itertools
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, cli_error
+
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 OVERLAYS = ("none", "wireframe", "landmarks")
 ENDLESS_DEFAULT_S = 10.0  # length of the video when the source never ends and --frames is not given
@@ -37,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _error(message, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"flamecam render: error: {message}", file=sys.stderr)
-    return code
+    return cli_error("render", message, code)
 
 
 class _Overlay:

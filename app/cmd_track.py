@@ -143,7 +143,7 @@ def _track(session, out, args: argparse.Namespace) -> int:
                 interrupted = True
                 pipeline.stop.set()
             ended_by = "interrupted" if interrupted else "finished"
-            writer.close(summary={**pipeline.stats.summary(), "ended_by": ended_by})
+            writer.close(summary={**pipeline.stats.summary(), "ended_by": ended_by, **focal_record(last_with_face)})
     except SourceError as exc:
         bar.close()
         return _error(f"{exc}; the frames before it are saved in {out}", EXIT_FAILED)
@@ -184,11 +184,37 @@ def _track(session, out, args: argparse.Namespace) -> int:
           f"(tracker p50 {summary['tracker_ms_p50']:.1f} ms, landmarks p50 {summary['landmarks_ms_p50']:.1f} ms)"
           + (" — interrupted" if interrupted else ""))
     if last_with_face is not None:
-        t = last_with_face
-        print(f"focal length {t.focal_px:.0f} ± {t.focal_sigma_px:.0f} px ({t.focal_state}); "
-              f"ρ = {t.rho_per_m:.2f} 1/m; fit error {t.fit_error_px:.2f} px")
+        print(focal_summary(last_with_face, source.size[0]))
     print(f"recording: {out}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def focal_record(track) -> dict:
+    """The final focal estimate and what it rests on, for the recording's END summary."""
+    if track is None:
+        return {}
+    return {"focal_px": track.focal_px, "focal_sigma_px": track.focal_sigma_px, "focal_state": track.focal_state,
+            "focal_evidence": [list(part) for part in track.focal_evidence], "rho_per_m": track.rho_per_m}
+
+
+def focal_summary(track, width: int) -> str:
+    """The closing lines about the camera, in a user's words: the focal length and what it rests on,
+    or plainly that it is not known."""
+    from core.camera import focal_to_fov_deg  # noqa: PLC0415
+    from core.tracker.types import describe_shares  # noqa: PLC0415
+
+    f, sigma_rel = track.focal_px, track.focal_sigma_px / track.focal_px
+    fov = float(focal_to_fov_deg(f, width))
+    basis = describe_shares(track.focal_evidence) if track.focal_evidence else "?"
+    distance = f"; distance {1 / track.rho_per_m:.2f} m (ρ = {track.rho_per_m:.2f} 1/m)" if track.rho_per_m > 0 else ""
+    if track.focal_state == "not_observable":
+        text = (f"focal length not known from this footage: {f:.0f} px ± {sigma_rel:.0%} ({fov:.0f}° horizontal), "
+                f"resting on {basis}. Calibrate (flamecam calibrate), or give the lens: --focal PX, --fov DEG or "
+                "--camera-profile")
+    else:
+        state = "" if track.focal_state == "fixed" else f", {track.focal_state}"
+        text = f"focal length {f:.0f} ± {track.focal_sigma_px:.0f} px ({fov:.0f}° horizontal{state}) — {basis}"
+    return f"{text}{distance}; fit error {track.fit_error_px:.2f} px"
 
 
 def _stop_on_sigterm() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from core.distortion import NO_DISTORTION, LensDistortion, LensRemap, Undistorter
 from core.profiles import CameraProfile, ProfileError, camera_name_for_source, find_profile, load_profile_spec
 from core.sources import FrameSource
-from core.tracker.types import FocalPrior, default_focal_prior
+from core.tracker.types import FocalPrior, default_focal_prior, fuse_focal_priors
 
 
 FOV_RANGE_DEG = (1.0, 170.0)  # a pinhole camera; wider lenses are fisheyes: calibrate those
@@ -45,7 +45,7 @@ def fixed_focal_px(options, width: int) -> float | None:
     return None if options.focal == "auto" else float(options.focal)
 
 
-FOCAL_MODES = ("fixed", "profile", "metadata", "auto")
+FOCAL_MODES = ("fixed", "profile", "metadata", "table", "auto")
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,10 @@ class IntrinsicsPlan:
 
     ``mode``: ``fixed`` (the user typed a focal length or field of view), ``profile`` (a camera
     calibration: fixed focal, principal point, pixel aspect and lens distortion), ``metadata``
-    (photo/video metadata gave a focal prior; the tracker still estimates it) or ``auto`` (the
-    tracker estimates the focal length from a broad default prior). See :func:`resolve_intrinsics`.
+    (photo/video metadata gave a focal prior; the tracker still estimates it), ``table`` (the camera
+    table knows the device) or ``auto`` (only the device class's broad range). In the last three the
+    tracker estimates the focal length under ``focal_prior``, the fusion of ``evidence``, with the
+    regressor's beliefs and the landmark data. See :func:`resolve_intrinsics`.
     """
 
     mode: str
@@ -69,6 +71,7 @@ class IntrinsicsPlan:
     profile: CameraProfile | None = None
     source_text: str = ""  # where the intrinsics came from, for people
     notes: tuple[str, ...] = ()
+    evidence: tuple[FocalPrior, ...] = ()  # the pieces fused into focal_prior (see focal_evidence)
 
     def tracker_fields(self) -> dict:
         """The :class:`core.tracker.TrackerOptions` fields this plan sets."""
@@ -104,6 +107,8 @@ class IntrinsicsPlan:
             "profile": self.profile.to_dict() if self.profile is not None else None,
             "profile_scaled_from": (list(self.profile.scaled_from) if self.profile and self.profile.scaled_from
                                     else None),
+            "evidence": [{"source": p.source, "detail": p.detail, "focal_px": p.focal_px, "sigma_rel": p.sigma_rel}
+                         for p in self.evidence],
             "convention": "pixel i covers [i, i+1); the per-frame fx, fy, cx, cy are the ideal pinhole camera; "
                           "with landmarks_undistorted, the stored landmarks_px are undistorted too (apply "
                           "core.distortion.distort_points to draw them on the raw video)",
@@ -118,7 +123,8 @@ class IntrinsicsPlan:
             prior_dict = None
         else:
             prior = prior or default_focal_prior(*self.image_size)
-            prior_dict = {"focal_px": prior.focal_px, "sigma_rel": prior.sigma_rel, "source": prior.source}
+            prior_dict = {"focal_px": prior.focal_px, "sigma_rel": prior.sigma_rel, "source": prior.source,
+                          "detail": prior.detail, "parts": [list(part) for part in prior.shares]}
         return {"focal_mode": self.mode, "focal_prior": prior_dict, "extra": {"intrinsics": self.intrinsics_record()}}
 
     def describe(self) -> str:
@@ -151,9 +157,10 @@ def resolve_intrinsics(options, source: FrameSource, log=print) -> IntrinsicsPla
        profile of the camera that opened (by name and resolution; scaled for another resolution
        of the same aspect ratio, refused otherwise) → ``profile``: fixed focal, principal point,
        pixel aspect and lens distortion (landmarks are undistorted before fitting);
-    3. photo/video focal-length metadata (``core.metadata``) → ``metadata``: a prior, the focal
-       length is still estimated online;
-    4. otherwise → ``auto``: estimated online from the tracker's broad default prior.
+    3. photo/video focal-length metadata (``core.metadata``) → ``metadata``; else a device the camera
+       table knows (webcam name from the OS, or make/model in the file's metadata) → ``table``; else
+       ``auto``. All three fuse their evidence with the device class's range into a prior
+       (:func:`focal_evidence`); the tracker still estimates the focal length.
 
     Raises ValueError (with the reason) for contradictory or unusable choices. The recording
     states the outcome: ``focal_mode``, ``focal_prior`` and ``extra["intrinsics"]`` =
@@ -198,15 +205,66 @@ def resolve_intrinsics(options, source: FrameSource, log=print) -> IntrinsicsPla
                               notes=tuple(notes))
         log(f"note: {plan.describe()}")
         return plan
-    path = _source_file(source) if options.use_metadata else None
-    if path is not None:
-        from core.metadata import focal_from_metadata  # noqa: PLC0415
+    mode, evidence = focal_evidence(source, size, options.use_metadata, log=log)
+    prior = fuse_focal_priors(evidence)
+    text = "; ".join(f"{p.detail}: {p.focal_px:.0f} px ± {p.sigma_rel:.0%}" for p in evidence)
+    if mode != "auto":
+        log(f"note: focal-length prior {prior.focal_px:.0f} px ± {prior.sigma_rel:.0%} from {prior.detail} "
+            "(a prior: the focal length is still estimated)")
+    return IntrinsicsPlan(mode, size, focal_prior=prior, focal_sigma_rel=prior.sigma_rel, source_text=text,
+                          notes=tuple(notes), evidence=tuple(evidence))
 
-        estimate, message = focal_from_metadata(path, size)
-        if estimate is not None:
-            log(f"note: {message} (a prior: the focal length is still estimated)")
-            return IntrinsicsPlan("metadata", size, focal_prior=estimate.prior(), focal_sigma_rel=estimate.sigma_rel,
-                                  source_text=message, notes=tuple(notes))
-    prior = default_focal_prior(*size)
-    return IntrinsicsPlan("auto", size, focal_prior=None, focal_sigma_rel=prior.sigma_rel,
-                          source_text="default prior (no profile or metadata)", notes=tuple(notes))
+
+PHONE_MAKES = ("apple", "samsung", "google", "xiaomi", "huawei", "oneplus", "oppo", "vivo", "motorola", "sony",
+               "nokia", "realme", "honor", "fairphone", "nothing")
+
+
+def focal_evidence(source: FrameSource, size: tuple[int, int], use_metadata: bool = True,
+                   log=print) -> tuple[str, list[FocalPrior]]:
+    """What is known about the focal length before tracking, as independent log-normal pieces of
+    evidence, and the mode they make (``metadata``, ``table`` or ``auto``).
+
+    Always the device class's range (webcam, phone front/main, or any camera); plus the file's
+    focal-length metadata (EXIF, QuickTime: ±4-15 %), or else, when the metadata or the OS names a
+    device the camera table knows, the maker's published field of view (±8 % or wider).
+    """
+    from core.camera_table import device_class_prior, lookup_device, lookup_make_model  # noqa: PLC0415
+    from core.sources import WebcamSource  # noqa: PLC0415
+
+    kind, specific, mode = "unknown", None, "auto"
+    if isinstance(source, WebcamSource):
+        from core.profiles import webcam_device_name  # noqa: PLC0415
+
+        kind = "webcam"
+        name = webcam_device_name(source.index)
+        match = lookup_device(name, size) if name else None
+        if match is not None:
+            specific, mode = FocalPrior(match.focal_px, match.sigma_rel, "camera_table",
+                                        f"camera table ({match.camera})"), "table"
+    else:
+        path = _source_file(source) if use_metadata else None
+        meta = None
+        if path is not None:
+            from core.metadata import read_camera_metadata  # noqa: PLC0415
+
+            meta = read_camera_metadata(path)
+        if meta is not None:
+            if (meta.make or "").strip().lower().split(" ")[0] in PHONE_MAKES:
+                kind = "phone_front" if meta.camera_position == "front" else "phone_main"
+            estimate = meta.focal_estimate(size)
+            what = "EXIF" if meta.kind == "exif" else "video metadata"
+            device = meta.camera_name or "camera"
+            if estimate is not None:
+                lens = f", {meta.focal_35mm:g} mm eq." if meta.focal_35mm else ""
+                specific, mode = FocalPrior(estimate.focal_px, estimate.sigma_rel, "metadata",
+                                            f"{what} ({device}{lens})"), "metadata"
+            elif meta.make or meta.model:
+                match = lookup_make_model(meta.make, meta.model, size, meta.is_video, meta.camera_position)
+                if match is not None and not match.from_class_prior:
+                    specific, mode = FocalPrior(match.focal_px, match.sigma_rel, "camera_table",
+                                                f"camera table ({match.camera}, named by {what})"), "table"
+            elif meta.focal_35mm and meta.recorded_size:
+                log(f"note: {Path(path).name}: focal length metadata ignored: the image was cropped after capture")
+    base = device_class_prior(kind, size)
+    evidence = [FocalPrior(base.focal_px, base.sigma_rel, "device_class", f"{base.camera} (class range)")]
+    return mode, evidence + ([specific] if specific is not None else [])

@@ -394,7 +394,7 @@ def test_flamecam_without_display_runs_the_headless_tracker(monkeypatch, tmp_pat
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("sys.platform", "linux")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("core.session.list_webcams", lambda: [])
+    monkeypatch.setattr("core.sources.list_webcams", lambda: [])
     seen: list[argparse.Namespace] = []
     monkeypatch.setattr(cmd_track, "run", lambda args: seen.append(args) or 0)
     assert cmd_gui.run_default() == 0

@@ -16,6 +16,7 @@ smoothing of the outputs; results packed as :class:`TrackResult` (numpy).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 
@@ -28,9 +29,10 @@ from core.embedding import LandmarkEmbedding
 from core.filters import OneEuroFilter
 from core.head_model import HeadModel
 from core.tracker.landmark_model import LandmarkModel
-from core.tracker.residuals import FrameProblem, FrameState, average_states
+from core.tracker.residuals import FrameProblem, FrameState, Observation, average_states, face_size_px
 from core.tracker.shared import Keyframe, SharedEstimator
-from core.tracker.types import ONE_EURO, FocalPrior, FramePrior, TrackerOptions, TrackResult, default_focal_prior
+from core.tracker.types import (ONE_EURO, FocalPrior, FramePrior, TrackerOptions, TrackResult, default_focal_prior,
+                                fuse_focal_priors)
 
 
 class Tracker:
@@ -46,8 +48,10 @@ class Tracker:
         cx, cy = options.principal_px or (self.width / 2, self.height / 2)
         self.problem = FrameProblem(head, self.model, options, torch.tensor([cx, cy], **self.kw))
         self.ortho = self.problem.ortho
-        self.shared = SharedEstimator(self.problem, image_size, options.focal_px,
-                                      options.focal_prior or default_focal_prior(self.width, self.height),
+        # The session's evidence (metadata, camera table, device class, ...): fused with each new
+        # belief a frame's prior brings (the regressor's), never replaced by it.
+        self.static_prior = options.focal_prior or default_focal_prior(self.width, self.height)
+        self.shared = SharedEstimator(self.problem, image_size, options.focal_px, self.static_prior,
                                       on_focal_change=self._rescale_live_state)
         self.state: FrameState | None = None
         self.last_seen_s: float | None = None
@@ -118,7 +122,7 @@ class Tracker:
         ``prior``: this frame's predictions (initialisation, re-acquisition, the focal belief)."""
         if prior is not None and prior.focal is not None and prior.focal != self._last_prior_focal:
             self._last_prior_focal = prior.focal
-            self.shared.set_prior(prior.focal)
+            self.shared.set_prior(fuse_focal_priors([self.static_prior, prior.focal]))
         if landmarks_px is None:
             self._lost_since_fit = self.state is not None
             if self._last_result is None:
@@ -128,32 +132,32 @@ class Tracker:
             return replace(self._last_result, frame_index=frame_index, timestamp_s=timestamp_s,
                            tracking_state="lost", confidence=0.0, fit_error_px=float("nan"), landmarks_px=nan2)
         step_start = time.perf_counter()
-        uv, weight = self._observation(landmarks_px, presence)
+        obs = self._observation(landmarks_px, presence)
         lost_for = None if self.last_seen_s is None else timestamp_s - self.last_seen_s
         reacquired = self.state is not None and self._lost_since_fit
         self._lost_since_fit = False
         if lost_for is not None and not reacquired and lost_for > 0:  # typical interval between fitted frames
             self._frame_dt = 0.9 * self._frame_dt + 0.1 * min(lost_for, 1.0)
         if self.state is None or (lost_for is not None and lost_for > self.options.reinit_after_s):
-            self.state = self._initial_state(uv, weight, prior)
+            self.state = self._initial_state(obs, prior)
             for f in self._filters.values():
                 f.reset()
         previous = self.state.clone()
         # The temporal prior loosens with the time since the last fitted frame (after a loss).
         self._temporal_scale = 1.0 if lost_for is None else max(1.0, lost_for / self._frame_dt)
-        self.state, _ = self._solve(uv, weight, self.state, previous, self.options.iterations)
+        self.state, _ = self._solve(obs, self.state, previous, self.options.iterations)
         self.last_seen_s = timestamp_s
-        fit = self._fit_error(uv, self.state)
+        fit = self._fit_error(obs, self.state)
         shared = self.shared
         first = not shared.keyframes and self._last_result is None
-        shared.consider_keyframe(frame_index, uv, weight, fit, self.state)
+        shared.consider_keyframe(frame_index, obs, fit, self.state)
         if first and shared.keyframes and self.options.estimate_identity:
             # Pixel3DMM-style start: fit the identity to the first frame before tracking on, so the
             # online refinement only has small corrections left (a one-off cost of ~0.1 s).
             shared.refine(self.options.initial_identity_iterations)
             shared.follow_shape(1.0)
-            self.state, _ = self._solve(uv, weight, self.state, None, self.options.iterations)
-            fit = self._fit_error(uv, self.state)
+            self.state, _ = self._solve(obs, self.state, None, self.options.iterations)
+            fit = self._fit_error(obs, self.state)
             shared.keyframes_changed = False
         self._frames_since_refine += 1
         if not shared.refining and shared.keyframes_changed and self._frames_since_refine >= self.options.refine_every:
@@ -164,19 +168,19 @@ class Tracker:
         shared.follow_shape()
         tracking = "reacquired" if reacquired else "tracking"
         self._last_result = self._result(frame_index, timestamp_s, tracking, landmarks_px, fit,
-                                         self.problem.confidence(fit, uv))
+                                         self.problem.confidence(fit, obs))
         if self.options.keep_history:
-            self.history.append(Keyframe(frame_index, uv, weight, self.state.clone(), (0, 0), fit))
+            self.history.append(Keyframe(frame_index, obs, self.state.clone(), (0, 0), fit))
             self._history_meta[frame_index] = (timestamp_s, np.asarray(landmarks_px, np.float64), tracking)
         return self._last_result
 
-    def _solve(self, uv, weight, state: FrameState, previous: FrameState | None, iterations: int,
+    def _solve(self, obs: Observation, state: FrameState, previous: FrameState | None, iterations: int,
                shape: torch.Tensor | None = None) -> tuple[FrameState, float]:
         shape = self.shared.shape_live if shape is None else shape
-        return self.problem.solve(uv, weight, state, shape, self.log_focal, previous, iterations, self._temporal_scale)
+        return self.problem.solve(obs, state, shape, self.log_focal, previous, iterations, self._temporal_scale)
 
-    def _fit_error(self, uv, state: FrameState) -> float:
-        return self.problem.fit_error(uv, state, self.shared.shape_live, self.log_focal)
+    def _fit_error(self, obs: Observation, state: FrameState) -> float:
+        return self.problem.fit_error(obs, state, self.shared.shape_live, self.log_focal)
 
     def _advance_refinement(self, step_start: float) -> None:
         """Run units of the joint refinement while the frame's time budget allows: a unit is only
@@ -224,25 +228,28 @@ class Tracker:
             for _sweep in range(2):
                 for i, kf in enumerate(frames):
                     neighbours = [frames[j].state for j in (i - 1, i + 1) if 0 <= j < len(frames)]
-                    kf.state, _ = self._solve(kf.uv, kf.weight, kf.state, average_states(neighbours), 2)
+                    kf.state, _ = self._solve(kf.obs, kf.state, average_states(neighbours), 2)
         results = []
         for kf in frames:
             timestamp_s, landmarks_px, tracking = self._history_meta[kf.frame_index]
             self.state = kf.state
-            fit = self._fit_error(kf.uv, kf.state)
+            fit = self._fit_error(kf.obs, kf.state)
             results.append(self._result(kf.frame_index, timestamp_s, tracking, landmarks_px, fit,
-                                        self.problem.confidence(fit, kf.uv), smooth=False))
+                                        self.problem.confidence(fit, kf.obs), smooth=False))
         return results
 
     # -- observations and initialisation -----------------------------------------------------
 
-    def _observation(self, landmarks_px: np.ndarray, presence: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _observation(self, landmarks_px: np.ndarray, presence: np.ndarray | None) -> Observation:
         uv = torch.as_tensor(np.asarray(landmarks_px, np.float64)[self.model.ids], **self.kw)
         weight = self.model.base_weight.clone()
         if presence is not None:
             weight = weight * torch.as_tensor(np.clip(presence[self.model.ids], 0.05, 1.0), **self.kw)
         weight = torch.where(torch.isfinite(uv).all(1), weight, torch.zeros_like(weight))
-        return torch.nan_to_num(uv), weight
+        uv = torch.nan_to_num(uv)
+        size = face_size_px(uv, weight)
+        noise = self.options.landmark_sigma_rel * size if math.isfinite(size) and size > 0 else 1.0
+        return Observation(uv, weight, noise)
 
     def _prior_translation(self, prior: FramePrior, rot: np.ndarray) -> np.ndarray:
         """Camera-space translation of a prior's pose placed with this tracker's own camera: depth
@@ -254,7 +261,7 @@ class Tracker:
         centre = camera.backproject(np.asarray(prior.head_center_px, np.float64)[None], np.array([depth]), intr)[0]
         return camera.translation_for_center(self.head.head_center, rot, centre)
 
-    def _initial_state(self, uv: torch.Tensor, weight: torch.Tensor, prior: FramePrior | None) -> FrameState:
+    def _initial_state(self, obs: Observation, prior: FramePrior | None) -> FrameState:
         import cv2  # noqa: PLC0415
 
         E = self.head.num_expr
@@ -270,9 +277,9 @@ class Tracker:
             trans = torch.as_tensor(self._prior_translation(prior, rot_np), **kw)
         else:
             pts = self.model.points(self.shared.shape_live[None], zeros(E)[None])[0].cpu().numpy()
-            use = (weight > 0).cpu().numpy()
+            use = (obs.weight > 0).cpu().numpy()
             k_matrix = camera.intrinsics_matrix(self.intrinsics())
-            ok, rvec, tvec = cv2.solvePnP(pts[use], uv.cpu().numpy()[use], k_matrix, None, flags=cv2.SOLVEPNP_SQPNP)
+            ok, rvec, tvec = cv2.solvePnP(pts[use], obs.uv.cpu().numpy()[use], k_matrix, None, flags=cv2.SOLVEPNP_SQPNP)
             if not ok:
                 raise RuntimeError("could not initialise the head pose from the landmarks (PnP failed)")
             rot_cam = torch.as_tensor(cv2.Rodrigues(rvec)[0], **kw)
@@ -282,7 +289,7 @@ class Tracker:
         scale = self.focal_px / center[2]
         state = FrameState(rot, trans, expr.clamp(*self.problem.expr_bounds) if self.problem.expr_bounds else expr,
                            jaw, zeros(6), torch.log(scale), scale * center[:2])
-        state, _ = self._solve(uv, weight, state, None, 6)
+        state, _ = self._solve(obs, state, None, 6)
         return state
 
     # -- results ------------------------------------------------------------------------------------
@@ -298,7 +305,8 @@ class Tracker:
             z3 = np.zeros(3)
             return TrackResult(frame_index, timestamp_s, tracking_state, shape_live.cpu().numpy(), np.zeros(E), z3, z3,
                                z3, z3, np.zeros(6), intr, float("nan"), sigma_px, self.focal_state, float("nan"), 0.0,
-                               nan2, nan2, self.shared.shape_version, self.options.camera_mode)
+                               nan2, nan2, self.shared.shape_version, self.options.camera_mode,
+                               focal_evidence=self.shared.focal_evidence)
         import cv2  # noqa: PLC0415
 
         st = self.state
@@ -337,4 +345,5 @@ class Tracker:
             translation=values["translation"], neck_pose=np.zeros(3), jaw_pose=values["jaw"], eyes_pose=values["eyes"],
             intrinsics=intr, rho_per_m=rho, focal_sigma_px=sigma_px, focal_state=self.focal_state,
             fit_error_px=fit_px, confidence=confidence, landmarks_px=detected, fitted_landmarks_px=fitted,
-            shape_version=self.shared.shape_version, camera_mode=self.options.camera_mode, scale_px_per_m=scale)
+            shape_version=self.shared.shape_version, camera_mode=self.options.camera_mode, scale_px_per_m=scale,
+            focal_evidence=self.shared.focal_evidence)

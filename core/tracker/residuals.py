@@ -45,6 +45,31 @@ class FrameState:
                                                                 "offset")))
 
 
+@dataclass(frozen=True)
+class Observation:
+    """One frame's detected landmarks as the fit sees them.
+
+    ``noise_px``: the 1σ of a landmark coordinate in this frame. MediaPipe finds landmarks in a crop
+    resampled to a fixed size, so its noise scales with the face's size in the image: σ is a fixed
+    fraction of the face's size (``TrackerOptions.landmark_sigma_rel``), which keeps every fit, and the
+    focal length it implies, the same when the image is resized.
+    """
+
+    uv: torch.Tensor  # (L, 2) pixels (0 where missing)
+    weight: torch.Tensor  # (L,) per-landmark weight (0 where missing)
+    noise_px: float
+
+
+def face_size_px(uv: torch.Tensor, weight: torch.Tensor) -> float:
+    """The size (px) of the face: the geometric mean of the sides of the bounding box of the
+    landmarks that count (stable under head turns, which shrink one side only)."""
+    pts = uv[weight > 0]
+    if len(pts) < 2:
+        return float("nan")
+    extent = (pts.max(0).values - pts.min(0).values).clamp_min(1e-6)
+    return float(torch.sqrt(extent[0] * extent[1]))
+
+
 @dataclass
 class NormalEquations:
     """Normal equations of one frame: local block, coupling to shared parameters, gradients."""
@@ -209,13 +234,15 @@ class FrameProblem:
                                         + f * rho * bias_move[..., 0])[..., None]  # ρ ∝ ψ here
         return uv, cols, shared_cols
 
-    def robust(self, resid: torch.Tensor, weight: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
+    def robust(self, resid: torch.Tensor, obs: Observation, inflate: float = 1.0) -> tuple[torch.Tensor, float]:
         """Huber loss on each landmark's 2D residual: IRLS weights (L,) and the cost.
 
-        cost = Σ weight/σ² · (|r|² if |r| <= k else 2k|r| - k²), whose half-gradient is Jᵀ·W·r with
-        these weights, so the normal equations and the cost agree."""
+        cost = Σ weight/σ² · (|r|² if |r| <= k else 2k|r| - k²) with σ = noise · ``inflate`` and the
+        Huber threshold k at ``huber_sigmas`` noise σ; its half-gradient is Jᵀ·W·r with these weights,
+        so the normal equations and the cost agree."""
+        weight, sigma = obs.weight, obs.noise_px * inflate
         norm = resid.norm(dim=-1)
-        k = self.options.huber_sigmas * self.options.landmark_sigma_px
+        k = self.options.huber_sigmas * obs.noise_px
         inlier = norm <= k
         irls = torch.where(inlier, torch.ones_like(norm), k / norm.clamp_min(1e-9))
         loss = torch.where(inlier, norm ** 2, 2 * k * norm - k ** 2)
@@ -249,11 +276,14 @@ class FrameProblem:
             terms.append(("expr", 0, state.expr - previous.expr, sig_expr))
         return terms
 
-    def normal_equations(self, uv_obs, weight, state: FrameState, shape, log_focal, previous: FrameState | None,
-                         shared: tuple[str, ...], data_sigma: float, temporal_scale: float = 1.0) -> NormalEquations:
+    def normal_equations(self, obs: Observation, state: FrameState, shape, log_focal, previous: FrameState | None,
+                         shared: tuple[str, ...] = (), inflate: float = 1.0,
+                         temporal_scale: float = 1.0) -> NormalEquations:
+        """Gauss-Newton normal equations of one frame's objective (landmark σ times ``inflate``):
+        local block, coupling to the ``shared`` unknowns and gradients."""
         uv, cols, shared_cols = self.evaluate(state, shape, log_focal, True, shared)
-        resid = uv - uv_obs  # (L, 2)
-        w, cost = self.robust(resid, weight, data_sigma)  # (L,)
+        resid = uv - obs.uv  # (L, 2)
+        w, cost = self.robust(resid, obs, inflate)  # (L,)
         jac = torch.cat([cols[name] for name, _ in self.blocks], -1).reshape(-1, sum(w_ for _, w_ in self.blocks))
         w2 = w.repeat_interleave(2)
         r2 = resid.reshape(-1)
@@ -323,46 +353,44 @@ class FrameProblem:
         held = ((state.expr <= lo + 1e-9) & (g > 0)) | ((state.expr >= hi - 1e-9) & (g < 0))
         return torch.nonzero(held).flatten() + start if bool(held.any()) else None
 
-    def cost(self, uv_obs, weight, state: FrameState, shape, log_focal, previous: FrameState | None,
-             data_sigma: float, temporal_scale: float = 1.0) -> float:
+    def cost(self, obs: Observation, state: FrameState, shape, log_focal, previous: FrameState | None,
+             inflate: float = 1.0, temporal_scale: float = 1.0) -> float:
         """The objective of :meth:`normal_equations` without its Jacobians."""
         uv, _, _ = self.evaluate(state, shape, log_focal, False)
-        _, cost = self.robust(uv - uv_obs, weight, data_sigma)
+        _, cost = self.robust(uv - obs.uv, obs, inflate)
         return cost + sum(float((d ** 2).sum()) / sg ** 2
                           for _, _, d, sg in self.priors(state, previous, log_focal, temporal_scale))
 
-    def solve(self, uv_obs, weight, state: FrameState, shape, log_focal, previous: FrameState | None,
+    def solve(self, obs: Observation, state: FrameState, shape, log_focal, previous: FrameState | None,
               iterations: int, temporal_scale: float = 1.0) -> tuple[FrameState, float]:
         """Levenberg-Marquardt on one frame's own parameters (shared ones fixed).
 
         A trial step is first judged by its cost alone; its Jacobian is computed only when the
         step is taken and another iteration follows. Stops early once steps stop paying.
         """
-        sigma = self.options.landmark_sigma_px
         lam = 1e-3
-        normal = self.normal_equations(uv_obs, weight, state, shape, log_focal, previous, (), sigma, temporal_scale)
+        normal = self.normal_equations(obs, state, shape, log_focal, previous, (), 1.0, temporal_scale)
         cost = normal.cost
         for it in range(iterations):
             h = normal.h_local
             delta = -small_solve(h + lam * torch.diag(h.diagonal()).clamp_min(1e-9), normal.g_local)
             trial = self.apply(state, delta)
-            trial_cost = self.cost(uv_obs, weight, trial, shape, log_focal, previous, sigma, temporal_scale)
+            trial_cost = self.cost(obs, trial, shape, log_focal, previous, 1.0, temporal_scale)
             if trial_cost <= cost:
                 converged = cost - trial_cost < 1e-3 * cost
                 state, cost = trial, trial_cost
                 lam = max(lam / 5, 1e-6)
                 if converged or it == iterations - 1:
                     break
-                normal = self.normal_equations(uv_obs, weight, state, shape, log_focal, previous, (), sigma,
-                                               temporal_scale)
+                normal = self.normal_equations(obs, state, shape, log_focal, previous, (), 1.0, temporal_scale)
             else:
                 lam *= 10
         return state, cost
 
-    def fit_error(self, uv_obs: torch.Tensor, state: FrameState, shape, log_focal) -> float:
+    def fit_error(self, obs: Observation, state: FrameState, shape, log_focal) -> float:
         """RMS landmark distance (px) between the fit and the observation."""
         uv, _, _ = self.evaluate(state, shape, log_focal, False)
-        return float((uv - uv_obs).norm(dim=-1).pow(2).mean().sqrt())
+        return float((uv - obs.uv).norm(dim=-1).pow(2).mean().sqrt())
 
     def rescale_for_focal(self, state: FrameState, ratio: float) -> None:
         """Scale the head's depth by f'/f = ``ratio``, keeping its lateral position: the head centre
@@ -373,8 +401,8 @@ class FrameProblem:
         depth = self.center_cam(state)[2]
         state.trans = state.trans + torch.stack([depth * 0, depth * 0, depth * (ratio - 1)])
 
-    def confidence(self, fit_px: float, uv_obs: torch.Tensor) -> float:
+    def confidence(self, fit_px: float, obs: Observation) -> float:
         """A [0, 1] fit quality from the landmark error relative to the face's size."""
-        size = float((uv_obs.max(0).values - uv_obs.min(0).values).norm())
+        size = float((obs.uv.max(0).values - obs.uv.min(0).values).norm())
         nme = fit_px / max(size, 1.0)
         return float(math.exp(-((nme / 0.02) ** 2)))

@@ -25,15 +25,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from core.tracker.residuals import FrameProblem, FrameState
+from core.tracker.residuals import FrameProblem, FrameState, Observation
 from core.tracker.types import FocalPrior
 
 
 @dataclass
 class Keyframe:
     frame_index: int
-    uv: torch.Tensor  # (L, 2)
-    weight: torch.Tensor  # (L,)
+    obs: Observation
     state: FrameState
     bin: tuple[int, int]
     fit_px: float
@@ -64,7 +63,10 @@ class SharedEstimator:
         self.focal_prior = focal_prior
         self.log_focal = torch.tensor(math.log(focal_px if self.focal_fixed else focal_prior.focal_px), **self.kw)
         self.focal_sigma_rel = 0.0 if self.focal_fixed else focal_prior.sigma_rel
-        self.focal_state: str = "fixed" if self.focal_fixed else "not_observable"
+        self.focal_state: str = "fixed" if self.focal_fixed else self.state_for(focal_prior.sigma_rel)
+        # What the focal length rests on: (evidence, share of the posterior precision).
+        self.focal_evidence: tuple[tuple[str, float], ...] = (
+            (("given", 1.0),) if self.focal_fixed else focal_prior.shares)
         self.on_focal_change = on_focal_change
         self.shape = torch.zeros(self.head.num_shape, **self.kw)  # the refinement's identity estimate
         # The identity frames are fitted and reported with: it follows ``shape`` gradually, so an
@@ -75,6 +77,7 @@ class SharedEstimator:
         self.keyframes_changed = False
         self._recent_fits: deque[float] = deque(maxlen=30)
         self._job: Iterator | None = None  # a running joint refinement, advanced a unit at a time
+        self._data_weighed = False  # the landmark data have entered the focal posterior
 
     # -- focal length --------------------------------------------------------------------------
 
@@ -86,16 +89,25 @@ class SharedEstimator:
     def refining(self) -> bool:
         return self._job is not None
 
+    def state_for(self, sigma_rel: float) -> str:
+        """The focal state a relative 1σ earns, whatever the evidence: ``converged`` under
+        ``focal_converged_sigma``, ``estimating`` under ``focal_observable_sigma``, else ``not_observable``."""
+        o = self.options
+        return ("converged" if sigma_rel < o.focal_converged_sigma else
+                "estimating" if sigma_rel < o.focal_observable_sigma else "not_observable")
+
     def set_prior(self, prior: FocalPrior) -> None:
-        """Use a new prior. While the data say nothing about the focal length (no keyframes yet, or
-        not observable and no refinement running) the focal follows the prior at once, depth
-        rescaled so the mesh does not jump; otherwise the estimate moves at the next refinement."""
+        """Use a new prior. While the data have not weighed in (no keyframes yet, or too little pose
+        diversity and no refinement running) the focal follows the prior at once, depth rescaled so
+        the mesh does not jump; otherwise the estimate moves at the next refinement."""
         if self.focal_fixed:
             return
         self.focal_prior = prior
-        if not self.keyframes or (self.focal_state == "not_observable" and self._job is None):
+        if not self.keyframes or (not self._data_weighed and self._job is None):
             self.set_focal(math.log(prior.focal_px))
             self.focal_sigma_rel = prior.sigma_rel
+            self.focal_state = self.state_for(prior.sigma_rel)
+            self.focal_evidence = prior.shares
 
     def set_focal(self, log_f: float, keyframes: list[Keyframe] | None = None) -> None:
         """Change the focal length, rescaling ``keyframes`` (default: all) and, through
@@ -119,14 +131,15 @@ class SharedEstimator:
 
     # -- keyframes -----------------------------------------------------------------------------
 
-    def consider_keyframe(self, frame_index: int, uv, weight, fit_px: float, state: FrameState) -> None:
+    def consider_keyframe(self, frame_index: int, obs: Observation, fit_px: float, state: FrameState) -> None:
         """Keep a frame as a keyframe if it adds a new pose (or a better neutral view of a known one)."""
         if self.focal_fixed and not self.options.estimate_identity:
             return
         # Skip mis-tracked frames: those fitting much worse than the recent ones (model error
         # such as ortho at close range raises every frame's error alike, so the test is relative).
-        self._recent_fits.append(fit_px)
-        if fit_px > 2.0 * float(np.median(self._recent_fits)) + self.options.landmark_sigma_px:
+        fit_sigmas = fit_px / obs.noise_px  # in units of the frame's landmark noise: the same at any image size
+        self._recent_fits.append(fit_sigmas)
+        if fit_sigmas > 2.0 * float(np.median(self._recent_fits)) + 1.0:
             return
         key = pose_bin(state)
         same = [k for k in self.keyframes if k.bin == key]
@@ -139,7 +152,7 @@ class SharedEstimator:
         elif len(self.keyframes) >= self.options.max_keyframes:
             worst = max(self.keyframes, key=lambda k: k.fit_px)
             self.keyframes.remove(worst)
-        self.keyframes.append(Keyframe(frame_index, uv, weight, state.clone(), key, fit_px))
+        self.keyframes.append(Keyframe(frame_index, obs, state.clone(), key, fit_px))
         self.keyframes_changed = True
 
     # -- joint refinement ----------------------------------------------------------------------
@@ -158,10 +171,11 @@ class SharedEstimator:
             names = [n for n in names if n in only]
         return names, torch.cat(parts) if parts else torch.zeros(0, **self.kw)
 
-    def data_sigma(self) -> float:
-        # Correlated landmark bias: weigh the data as if only N_eff landmarks were independent.
+    def data_inflation(self) -> float:
+        """How much wider than a frame's landmark noise the shared fit takes the data: correlated landmark
+        bias, weighed as if only ``effective_landmarks`` landmarks were independent."""
         n = max(self.problem.model.num_landmarks, 1)
-        return self.options.landmark_sigma_px * math.sqrt(n / min(self.options.effective_landmarks, n))
+        return math.sqrt(n / min(self.options.effective_landmarks, n))
 
     def refine(self, iterations: int = 2, frames: list[Keyframe] | None = None) -> None:
         """Joint refinement of identity and focal over keyframes (or ``frames``), run to completion."""
@@ -198,7 +212,7 @@ class SharedEstimator:
         if not frames or not names:
             return
         problem = self.problem
-        sigma = self.data_sigma()
+        inflate = self.data_inflation()
         n_shape = self.head.num_shape if "shape" in names else 0
         eye = lambda n: torch.eye(n, **self.kw)  # noqa: E731
         lam = 1e-3
@@ -207,8 +221,8 @@ class SharedEstimator:
             s_grad = torch.zeros(len(values), **self.kw)
             normals = []
             for kf in frames:
-                ne = problem.normal_equations(kf.uv, kf.weight, kf.state, self.shape, self.log_focal, None,
-                                              tuple(names), sigma)
+                ne = problem.normal_equations(kf.obs, kf.state, self.shape, self.log_focal, None, tuple(names),
+                                              inflate)
                 h_inv = torch.linalg.inv(ne.h_local + 1e-9 * eye(len(ne.h_local)))
                 s_mat = s_mat + ne.h_shared - ne.h_cross.T @ h_inv @ ne.h_cross
                 s_grad = s_grad + ne.g_shared - ne.h_cross.T @ h_inv @ ne.g_local
@@ -227,7 +241,7 @@ class SharedEstimator:
                     self.set_focal(float(-torch.log(psi)), frames)
             cost = float((self.shape ** 2).sum()) if n_shape else 0.0
             for kf in frames:
-                cost += problem.cost(kf.uv, kf.weight, kf.state, self.shape, self.log_focal, None, sigma)
+                cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate)
             yield
             if not n_shape:
                 continue
@@ -252,7 +266,7 @@ class SharedEstimator:
                     kf.state = problem.apply(kf.state, -h_inv @ (ne.g_local + ne.h_cross @ d_shared))
                 new_cost = float((self.shape ** 2).sum())
                 for kf in frames:
-                    new_cost += problem.cost(kf.uv, kf.weight, kf.state, self.shape, self.log_focal, None, sigma)
+                    new_cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate)
                 yield
                 if new_cost <= cost:
                     lam = max(lam / 5, 1e-6)
@@ -284,13 +298,19 @@ class SharedEstimator:
         self.focal_sigma_rel = math.sqrt(1.0 / (w_data + w_prior)) / psi
         yaw_bins = {k.bin[0] for k in self.keyframes}
         if len(frames) < 3 or len(yaw_bins) < 3:
-            self.focal_state = "not_observable"  # too little pose diversity to weigh the data at all
+            # Too little pose diversity to weigh the data at all: the posterior is the prior; go to
+            # it (it may have moved since, e.g. the regressor's).
+            self._data_weighed = False
             self.focal_sigma_rel = sigma_p
-            # The posterior is the prior: go to it (it may have moved since, e.g. the regressor's).
+            self.focal_state = self.state_for(sigma_p)
+            self.focal_evidence = self.focal_prior.shares
             step = float(np.clip(math.log(self.focal_prior.focal_px * psi), -0.5, 0.5))
             return torch.tensor([psi * (math.exp(-step) - 1)], **self.kw)
-        o = self.options
-        self.focal_state = ("converged" if self.focal_sigma_rel < o.focal_converged_sigma else
-                            "estimating" if self.focal_sigma_rel < o.focal_observable_sigma else "not_observable")
+        self._data_weighed = True
+        self.focal_state = self.state_for(self.focal_sigma_rel)
+        data_share = w_data / (w_data + w_prior)
+        self.focal_evidence = tuple(sorted(
+            [(name, share * (1.0 - data_share)) for name, share in self.focal_prior.shares]
+            + [("landmarks", data_share)], key=lambda kv: -kv[1]))
         step = float(np.clip(math.log(max(psi_post, 1e-12) / psi), -0.5, 0.5))  # |Δ log ψ| <= 0.5 per step
         return torch.tensor([psi * (math.exp(step) - 1)], **self.kw)

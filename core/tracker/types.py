@@ -1,6 +1,7 @@
 """The tracker's inputs and outputs: options, per-frame priors, focal beliefs and the frame result."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,14 +17,54 @@ ONE_EURO = {"center": (0.4, 40.0), "rotation": (0.8, 4.0), "expr": (1.5, 2.0), "
 class FocalPrior:
     """A belief about the focal length: log-normal with ``sigma_rel`` ≈ relative 1σ (of log f).
 
-    ``source`` names the kind of evidence (default | regressor | profile | metadata | table |
-    user | fused); ``detail`` says it for people, e.g. "EXIF (Galaxy S24 FE, 23 mm eq.)".
+    ``source`` names the kind of evidence (default | device_class | camera_table | metadata |
+    regressor | profile | user | fused); ``detail`` says it for people, e.g. "EXIF (Galaxy S24 FE,
+    23 mm eq.)". ``parts``: for a fused belief, each piece of evidence (its ``detail``) and its
+    share of the belief's precision (shares sum to 1).
     """
 
     focal_px: float
     sigma_rel: float
     source: str = "default"
     detail: str = ""
+    parts: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.detail or self.source
+
+    @property
+    def shares(self) -> tuple[tuple[str, float], ...]:
+        """(label, share) of every piece of evidence in this belief."""
+        return self.parts or ((self.label, 1.0),)
+
+
+def describe_shares(shares: tuple[tuple[str, float], ...], min_share: float = 0.02) -> str:
+    """'EXIF (Galaxy S24 FE, 23 mm eq.) 91% + landmarks 9%' (pieces under ``min_share`` left out)."""
+    kept = [(name, share) for name, share in shares if share >= min_share] or list(shares[:1])
+    if len(kept) == 1:
+        return kept[0][0]
+    return " + ".join(f"{name} {share:.0%}" for name, share in kept)
+
+
+def fuse_focal_priors(priors) -> FocalPrior:
+    """Independent pieces of evidence combined in log f (a product of log-normals): the precision-
+    weighted mean, σ = (Σ 1/σᵢ²)^-1/2, and each piece's share of the precision (a fused input's own
+    parts are carried through). One prior is returned as it is."""
+    priors = [p for p in priors if p is not None]
+    if not priors:
+        raise ValueError("no focal-length evidence to fuse")
+    if len(priors) == 1:
+        return priors[0]
+    precision = [1.0 / max(p.sigma_rel, 1e-6) ** 2 for p in priors]
+    total = sum(precision)
+    log_f = sum(w * math.log(p.focal_px) for w, p in zip(precision, priors)) / total
+    parts: dict[str, float] = {}
+    for w, p in zip(precision, priors):
+        for name, share in p.shares:
+            parts[name] = parts.get(name, 0.0) + share * w / total
+    ordered = tuple(sorted(parts.items(), key=lambda kv: -kv[1]))
+    return FocalPrior(math.exp(log_f), math.sqrt(1.0 / total), "fused", describe_shares(ordered), ordered)
 
 
 def default_focal_prior(width: int, height: int) -> FocalPrior:
@@ -66,7 +107,10 @@ class TrackerOptions:
     pixel_aspect: float = 1.0  # fy / fx, fixed (1 for square pixels; from a calibration otherwise)
     estimate_identity: bool = True
     iterations: int = 3
-    landmark_sigma_px: float = 1.5  # per-frame noise scale of a landmark coordinate
+    # Per-frame 1σ of a landmark coordinate as a fraction of the face's size (the geometric mean of its
+    # landmarks' bounding box sides): 1.5 px for the ~330 px faces of 512² benchmark frames. Relative,
+    # because MediaPipe works in a face crop of fixed size: the fit is then the same at any image size.
+    landmark_sigma_rel: float = 0.0045
     huber_sigmas: float = 2.0
     effective_landmarks: float = 20.0  # independent landmarks the correlated bias leaves
     expr_sigma: float | None = None  # prior σ of expressions (None: 0.6 for [0,1] weights, 1.5 otherwise)
@@ -115,6 +159,8 @@ class TrackResult:
     shape_version: int  # increments when the shared identity changes
     camera_mode: str = "perspective"
     scale_px_per_m: float = float("nan")  # ortho mode: weak-perspective scale
+    # What the focal length rests on: (evidence, share) with the landmark data's share as "landmarks".
+    focal_evidence: tuple[tuple[str, float], ...] = ()
 
     @property
     def focal_px(self) -> float:
