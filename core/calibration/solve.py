@@ -53,6 +53,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from core.camera import (backproject, default_intrinsics, intrinsics_from_matrix, intrinsics_matrix,
+                         project_perspective)
 from core.distortion import FISHEYE_COEFF_NAMES, OPENCV_COEFF_NAMES, LensDistortion
 
 CALIBRATION_MODELS = ("opencv", "rational", "fisheye")
@@ -432,8 +434,7 @@ def view_geometry(det: BoardDetection, intrinsics_guess: Sequence[float] | None 
     import cv2  # noqa: PLC0415
 
     w, h = det.image_size
-    fx, fy, cx, cy = intrinsics_guess if intrinsics_guess is not None else (max(w, h), max(w, h), w / 2, h / 2)
-    k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+    k = intrinsics_matrix(intrinsics_guess if intrinsics_guess is not None else default_intrinsics(max(w, h), w, h))
     tilt_x = tilt_y = 0.0
     ok, rvec, _ = cv2.solvePnP(det.object_points.astype(np.float64), det.image_points, k, None,
                                flags=cv2.SOLVEPNP_IPPE)
@@ -470,7 +471,7 @@ def view_information(det: BoardDetection, intrinsics: Sequence[float], lens: Len
     cannot be found. The board pose comes from ``cv2.solvePnP`` with the given camera."""
     import cv2  # noqa: PLC0415
 
-    k = _k_matrix(intrinsics)
+    k = intrinsics_matrix(intrinsics)
     dist = np.zeros(5) if lens is None or lens.model != "opencv" else np.array((lens.coeffs + (0.0,) * 5)[:5])
     obj = det.object_points.reshape(-1, 1, 3).astype(np.float64)
     ok, rvec, tvec = cv2.solvePnP(obj, det.image_points.reshape(-1, 1, 2), k, dist, flags=cv2.SOLVEPNP_ITERATIVE)
@@ -761,16 +762,6 @@ def _cv_lists(views: Sequence[BoardDetection]):
     return obj, img
 
 
-def _k_guess(size, focal_guess):
-    w, h = size
-    return np.array([[focal_guess, 0, w / 2], [0, focal_guess, h / 2], [0, 0, 1]], np.float64)  # flamecam centre
-
-
-def _k_matrix(intrinsics):
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
-    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
-
-
 def _solve_opencv(views, size, rational: bool, terms: str = "full", fix_pp: bool = False,
                   guess: _Solution | None = None, focal_guess: float | None = None) -> _Solution:
     """``terms``: the distortion coefficients to estimate (:data:`OPENCV_TERMS`; the rational model
@@ -789,10 +780,10 @@ def _solve_opencv(views, size, rational: bool, terms: str = "full", fix_pp: bool
     k0 = d0 = None
     if guess is not None:
         flags |= cv2.CALIB_USE_INTRINSIC_GUESS
-        k0, d0 = _k_matrix(guess.intrinsics), np.array(guess.lens.coeffs, np.float64)
+        k0, d0 = intrinsics_matrix(guess.intrinsics), np.array(guess.lens.coeffs, np.float64)
     elif fix_pp:
         flags |= cv2.CALIB_USE_INTRINSIC_GUESS
-        k0, d0 = _k_guess(size, focal_guess), np.zeros(8 if rational else 5)
+        k0, d0 = intrinsics_matrix(default_intrinsics(focal_guess, *size)), np.zeros(8 if rational else 5)
     if fix_pp:
         flags |= cv2.CALIB_FIX_PRINCIPAL_POINT
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-12)
@@ -810,7 +801,7 @@ def _solve_opencv(views, size, rational: bool, terms: str = "full", fix_pp: bool
             sigmas[name] = float("nan")  # held at zero, not estimated
     if fix_pp:
         sigmas["cx"] = sigmas["cy"] = float("nan")
-    intr = np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]])
+    intr = intrinsics_from_matrix(k)
     return _Solution(intr, lens, sigmas, np.asarray(per_view, np.float64).ravel(),
                      np.array([v.num_corners for v in views], np.float64), tuple(names), fix_pp, list(rvecs),
                      list(tvecs))
@@ -827,10 +818,10 @@ def _solve_fisheye(views, size, fix_pp: bool = False, guess: _Solution | None = 
     k0, d0 = np.eye(3), np.zeros((4, 1))
     if guess is not None:
         flags |= cv2.CALIB_USE_INTRINSIC_GUESS
-        k0, d0 = _k_matrix(guess.intrinsics), np.array(guess.lens.coeffs, np.float64).reshape(4, 1)
+        k0, d0 = intrinsics_matrix(guess.intrinsics), np.array(guess.lens.coeffs, np.float64).reshape(4, 1)
     elif fix_pp:
         flags |= cv2.CALIB_USE_INTRINSIC_GUESS
-        k0 = _k_guess(size, focal_guess)
+        k0 = intrinsics_matrix(default_intrinsics(focal_guess, *size))
     if fix_pp:
         flags |= cv2.CALIB_FIX_PRINCIPAL_POINT
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-12)
@@ -839,7 +830,7 @@ def _solve_fisheye(views, size, fix_pp: bool = False, guess: _Solution | None = 
     except cv2.error as exc:
         raise CalibrationError(f"the fisheye solver failed ({str(exc).strip().splitlines()[-1]}); add more varied "
                                "views, or use the opencv model for lenses under ~120° field of view") from exc
-    intr = np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]])
+    intr = intrinsics_from_matrix(k)
     lens = LensDistortion("fisheye", tuple(float(c) for c in np.asarray(dist).ravel()[:4]))
     # OpenCV's fisheye solver gives no uncertainties: same estimate as calibrateCameraExtended's,
     # from the projection Jacobians with each view's pose eliminated (Schur complement).
@@ -966,7 +957,7 @@ def _view_jacobians(views, sol: _Solution):
     """Per view: residuals (2N,), Jacobian of the estimated intrinsics (2N, P) and of the pose (2N, 6)."""
     import cv2  # noqa: PLC0415
 
-    k = _k_matrix(sol.intrinsics)
+    k = intrinsics_matrix(sol.intrinsics)
     dist = np.array(sol.lens.coeffs, np.float64)
     names = ("fx", "fy", "cx", "cy") + sol.lens.coeff_names
     keep = [i for i, n in enumerate(names) if math.isfinite(sol.sigmas.get(n, float("nan")))]
@@ -1415,7 +1406,7 @@ def _board_pose(board: BoardSpec, intrinsics: Sequence[float], size: tuple[int, 
     from core.distortion import distort_points, undistort_points  # noqa: PLC0415
 
     w, h = size
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    fx = float(intrinsics[0])
     bw, bh = board.size_m
     half_x = 0.5 * frac * (hang_inset if hang else 1.0)
     half_y = 0.5 * frac * (bh / bw) * (w / h) * (hang_inset if hang else 1.0)
@@ -1425,7 +1416,7 @@ def _board_pose(board: BoardSpec, intrinsics: Sequence[float], size: tuple[int, 
     if not np.isfinite(ideal).all():
         return None
     depth = fx * bw / (frac * w)
-    target = np.array([(ideal[0] - cx) / fx * depth, (ideal[1] - cy) / fy * depth, depth])
+    target = backproject(ideal[None], np.array([depth]), intrinsics)[0]
     rot = (cv2.Rodrigues(np.array([math.radians(-tilt_x_deg), 0, 0]))[0]
            @ cv2.Rodrigues(np.array([0, math.radians(tilt_y_deg), 0]))[0]
            @ cv2.Rodrigues(np.array([0, 0, math.radians(roll_deg)]))[0])
@@ -1438,8 +1429,7 @@ def _board_pose(board: BoardSpec, intrinsics: Sequence[float], size: tuple[int, 
     cam = points @ rot.T + tvec
     if (cam[:, 2] < 0.05).any():
         return None
-    uv = distort_points(np.stack([fx * cam[:, 0] / cam[:, 2] + cx, fy * cam[:, 1] / cam[:, 2] + cy], -1),
-                        intrinsics, lens)
+    uv = distort_points(project_perspective(cam, intrinsics), intrinsics, lens)
     inside = (np.isfinite(uv).all(1) & (uv[:, 0] >= margin_px) & (uv[:, 1] >= margin_px)
               & (uv[:, 0] <= w - margin_px) & (uv[:, 1] <= h - margin_px))
     if not (0.5 <= inside.mean() <= hang_max_inside if hang else inside.all()):
@@ -1559,9 +1549,7 @@ class BoardRenderer:
 
         rot = cv2.Rodrigues(np.asarray(rvec, np.float64))[0]
         cam = np.asarray(object_points, np.float64) @ rot.T + np.asarray(tvec, np.float64)
-        fx, fy, cx, cy = self.intrinsics
-        uv = np.stack([fx * cam[:, 0] / cam[:, 2] + cx, fy * cam[:, 1] / cam[:, 2] + cy], -1)
-        return distort_points(uv, self.intrinsics, self.lens)
+        return distort_points(project_perspective(cam, self.intrinsics), self.intrinsics, self.lens)
 
     def release(self) -> None:
         self.renderer.release()
@@ -1617,10 +1605,9 @@ def distortion_error_px(true: tuple[Sequence[float], LensDistortion], est: tuple
 
     (k_true, lens_true), (k_est, lens_est) = true, est
     ideal_true = undistort_points(np.asarray(points_px, np.float64), k_true, lens_true)
-    fx, fy, cx, cy = (float(v) for v in k_true)
-    norm = np.stack([(ideal_true[:, 0] - cx) / fx, (ideal_true[:, 1] - cy) / fy], -1)
     d_true = distort_points(ideal_true, k_true, lens_true) - ideal_true
-    ex, ey, ecx, ecy = (float(v) for v in k_est)
-    ideal_est = np.stack([norm[:, 0] * ex + ecx, norm[:, 1] * ey + ecy], -1)
-    d_est = (distort_points(ideal_est, k_est, lens_est) - ideal_est) * np.array([fx / ex, fy / ey])
+    rays = backproject(ideal_true, np.ones(len(ideal_true)), k_true)  # depth 1
+    ideal_est = project_perspective(rays, k_est)
+    focal_ratio = np.asarray(k_true, np.float64)[:2] / np.asarray(k_est, np.float64)[:2]
+    d_est = (distort_points(ideal_est, k_est, lens_est) - ideal_est) * focal_ratio
     return float(np.nanmax(np.linalg.norm(d_true - d_est, axis=1)))
