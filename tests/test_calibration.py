@@ -383,7 +383,7 @@ def test_solver_escapes_flipped_board_poses():
 def test_select_views_prefers_informative_views():
     """From 60 random views of a narrow lens, the 12 the information-based selection picks pin the camera
     down better than 12 merely well-spread ones (farthest-point on position / size / tilt)."""
-    import core.calibration.solve as calibration
+    import core.calibration.views as calibration
 
     intr = (1600.0, 1600.0, 322.0, 243.0)
     lens = LensDistortion.opencv(-0.5, 0.0)
