@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if kind != "none":
             try:
-                overlay = _Overlay(kind, source, width, height) if review is None else _Review(*review, kind, width, height)
+                overlay = (_Overlay(kind, source, width, height) if review is None
+                           else _Review(*review, kind, width, height))
             except (AssetError, RuntimeError) as exc:  # e.g. no landmarker for a model's embedding, no EGL
                 return _error(f"cannot draw the {kind} overlay: {exc}", EXIT_FAILED)
         writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))

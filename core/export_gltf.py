@@ -54,7 +54,8 @@ import numpy as np
 import pygltflib as gl
 import torch
 
-from core.camera import axis_angle_to_matrix
+from core.camera import axis_angle_to_matrix, matrix_to_axis_angle
+from core.export import finite_frames, write_atomic
 from core.head_model import HeadModel
 from core.recording import Recording
 
@@ -195,12 +196,12 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
     ``head`` must be the recording's model with its coefficient counts (``core.export.resolve_model``).
     Raises ValueError (bad suffix, no posed frame, non-increasing times) and FileExistsError.
     """
-    from core.export import finite_frames, write_atomic  # noqa: PLC0415  (core.export imports this module)
-    from core.render import vertex_normals  # noqa: PLC0415
+    from core.render import vertex_normals  # noqa: PLC0415  (moderngl: only when exporting)
 
     target = Path(target)
     if target.suffix.lower() not in GLTF_SUFFIXES:
-        raise ValueError(f"{target}: a glTF file ends in .glb (binary) or .gltf, not {target.suffix or '(no suffix)'!r}")
+        suffix = target.suffix or "(no suffix)"
+        raise ValueError(f"{target}: a glTF file ends in .glb (binary) or .gltf, not {suffix!r}")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; choose another name or pass --overwrite")
     valid = finite_frames(rec)
@@ -213,6 +214,9 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
         result.notes.append(
             f"the identity changed {len(rec.identity_frame_index) - 1} times during the take; the glTF mesh uses the "
             f"last one (from frame {int(rec.identity_frame_index[-1])}) for every frame")
+    if rec.meta.camera_mode == "ortho":
+        result.notes.append("the take was tracked with an orthographic camera; the glTF camera is a perspective "
+                            "one with the recorded focal length, so the overlay only approximates the video")
     times = animation_times_s(rec)
     expr = hold_nearest(rec.expr.astype(np.float64), valid)
     rotation = hold_nearest(rec.rotation.astype(np.float64), valid)
@@ -222,7 +226,8 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
     shape = rec.shape.astype(np.float64)
     v_shaped = head.v_template.astype(np.float64) + np.einsum("vcs,s->vc", head.shapedirs[:, :, :num_shape], shape)
     targets = [head.exprdirs[:, :, k] for k in range(num_expr)]
-    names = list(head.expression_names[:num_expr]) if head.expression_names else [f"expr_{k:03d}" for k in range(num_expr)]
+    names = (list(head.expression_names[:num_expr]) if head.expression_names
+             else [f"expr_{k:03d}" for k in range(num_expr)])
     weights = [expr]
 
     gltf = gl.GLTF2(asset=gl.Asset(generator="flamecam", version="2.0"), scene=0)
@@ -363,14 +368,15 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
 
 def _matrix_to_quaternion_xyzw(rot: np.ndarray) -> np.ndarray:
     """(N, 3, 3) rotation matrices -> (N, 4) (x, y, z, w) via core.camera.matrix_to_axis_angle."""
-    from core.camera import matrix_to_axis_angle  # noqa: PLC0415
-
     return axis_angle_to_quaternion_xyzw(matrix_to_axis_angle(torch.as_tensor(rot)).numpy())
 
 
 def _camera(rec: Recording, valid: np.ndarray) -> gl.Camera:
     width, height = rec.meta.image_width, rec.meta.image_height
-    fy_final = float(rec.fy[np.flatnonzero(valid & np.isfinite(rec.fy) & (rec.fy > 0))[-1]])
+    with_focal = np.flatnonzero(valid & np.isfinite(rec.fy) & (rec.fy > 0))
+    if not with_focal.size:
+        raise ValueError(f"{rec.path}: no posed frame has a focal length; the glTF camera needs one")
+    fy_final = float(rec.fy[with_focal[-1]])
     extras = {"flamecam": {
         "image_size_px": [width, height],
         "yfov_from": "fy of the last posed frame; animated per frame by KHR_animation_pointer",
