@@ -55,11 +55,11 @@ class ExportThread(QThread):
         self._cancel = True
 
     def run(self) -> None:
-        from core.export import ExportCancelled, ExportInputError, export_recording  # noqa: PLC0415
+        from core.export import MESH_FORMATS, ExportCancelled, ExportInputError, export_recording  # noqa: PLC0415
 
-        try:
+        try:  # a file target was confirmed by the save dialog; mesh folders are never overwritten
             result = export_recording(self.recording, self.fmt, self.target, progress=self.progressed.emit,
-                                      cancel=lambda: self._cancel)
+                                      cancel=lambda: self._cancel, overwrite=self.fmt not in MESH_FORMATS)
             self.succeeded.emit(" ".join([f"Exported {result.summary}."] + [f"Note: {n}." for n in result.notes]))
         except ExportCancelled as exc:
             self.failed.emit(str(exc).capitalize())
