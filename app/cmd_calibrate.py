@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, cli_error
+
 DEFAULT_BOARD = "charuco:9x6,square=0.03,marker=0.022,dict=DICT_5X5_100"
 MAX_FILE_FRAMES = 400  # frames of a video examined (evenly spaced); detection costs ~5-100 ms each
 
@@ -59,8 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _error(message, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"flamecam calibrate: error: {message}", file=sys.stderr)
-    return code
+    return cli_error("calibrate", message, code)
 
 
 def _size(text: str | None):

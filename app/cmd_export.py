@@ -1,11 +1,12 @@
-"""``flamecam export REC``: a recording as per-frame OBJ / PLY meshes or one .npz of arrays."""
+"""``flamecam export REC``: a recording as per-frame OBJ / PLY meshes, one .npz of its arrays, an animated
+glTF (.glb) or smplx FLAME parameters (.npz). The work is ``core.export.export_recording``."""
 from __future__ import annotations
 
 import argparse
 import errno
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, cli_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,11 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--ply", metavar="DIR", help="write DIR/frame_NNNNNN.ply (binary little-endian) per frame")
     out.add_argument("--npz", metavar="FILE", help="write every per-frame array, the identities and the "
                      "metadata (JSON) to one .npz")
+    out.add_argument("--gltf", metavar="FILE", help="write one animated glTF 2.0 file (.glb, or .gltf): mesh with "
+                     "the identity, expressions as morph targets, joints as a skin, head pose and camera per frame "
+                     "(opens in Blender)")
+    out.add_argument("--flame-npz", metavar="FILE", help="write smplx.FLAME's inputs per frame (betas, expression, "
+                     "global_orient, neck/jaw/eye poses, transl) plus intrinsics and frame rate (FLAME models only)")
     parser.add_argument("--model", metavar="PATH", help="head model file, when it is no longer where the recording "
                         "says (or 'builtin')")
     parser.add_argument("--space", choices=("camera", "model"), default="camera",
-                        help="camera: OpenCV camera space, lines up with the video (default); model: model axes, "
-                             "head rotation applied, no translation")
+                        help="OBJ/PLY only. camera: OpenCV camera space, lines up with the video (default); model: "
+                             "model axes, head rotation applied, no translation")
     parser.add_argument("--frames", metavar="A:B", help="only frames with A <= frame_index < B (either bound may "
                         "be left out; a single number selects one frame)")
     parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default 64)")
@@ -40,68 +46,28 @@ def parse_frames(text: str) -> tuple[int | None, int | None]:
         raise ValueError(f"--frames {text!r}: expected A:B with integers (e.g. 100:200, 100:, :200 or 150)") from None
 
 
-def _error(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"flamecam export: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return code
+def _error(message, code: int = EXIT_BAD_INPUT) -> int:
+    return cli_error("export", message, code)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path  # noqa: PLC0415
+    from core.export import ExportInputError, export_recording  # noqa: PLC0415
 
-    from core.recording import RecordingFormatError, load  # noqa: PLC0415
-
+    fmt, target = next((name, value) for name, value in (
+        ("obj", args.obj), ("ply", args.ply), ("npz", args.npz), ("gltf", args.gltf),
+        ("flame-npz", args.flame_npz)) if value)
     try:
-        rec = load(args.recording)
-    except FileNotFoundError:
-        return _error(f"recording not found: {args.recording}")
-    except (RecordingFormatError, OSError) as exc:
-        return _error(exc)
-    if not rec.complete:
-        print(f"flamecam export: note: {rec.path} is incomplete (the writer did not close); exporting the "
-              f"{len(rec)} readable frames" + (f", {rec.discarded_bytes} bytes discarded: {rec.stop_reason}"
-                                               if rec.discarded_bytes else ""), file=sys.stderr)
-    if args.frames:
-        try:
-            start, stop = parse_frames(args.frames)
-        except ValueError as exc:
-            return _error(exc)
-        rec = rec.frame_range(start, stop)
-    if len(rec) == 0:
-        return _error(f"no frames to export in {args.recording}" + (f" for --frames {args.frames}" if args.frames else ""))
-    if args.batch_size < 1:
-        return _error("--batch-size must be at least 1")
-
-    if args.npz:
-        target = Path(args.npz)
-        if target.exists() and not args.overwrite:
-            return _error(f"{target} exists; choose another name or pass --overwrite")
-        try:
-            rec.to_npz(target)
-        except OSError as exc:
-            return _error(_os_message(exc, target), EXIT_FAILED)
-        print(f"wrote {len(rec)} frames to {target}")
-        return EXIT_OK
-
-    from core.export import ModelMismatchError, export_meshes, resolve_model  # noqa: PLC0415
-    from core.model_io import ModelFileError  # noqa: PLC0415
-
-    try:
-        head = resolve_model(rec, args.model, force=args.force)
-    except (ModelFileError, ModelMismatchError) as exc:
-        return _error(exc)
-    fmt, out_dir = ("obj", args.obj) if args.obj else ("ply", args.ply)
-    try:
-        result = export_meshes(rec, head, out_dir, fmt=fmt, space=args.space, batch_size=args.batch_size,
-                               overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as exc:
+        frames = parse_frames(args.frames) if args.frames else None
+        result = export_recording(args.recording, fmt, target, model_path=args.model, force=args.force,
+                                  space=args.space, frames=frames, batch_size=args.batch_size,
+                                  overwrite=args.overwrite)
+    except (ExportInputError, ValueError) as exc:
         return _error(exc)
     except OSError as exc:
-        return _error(_os_message(exc, out_dir), EXIT_FAILED)
-    print(f"wrote {len(result.paths)} {fmt.upper()} meshes ({args.space} space) to {out_dir}")
-    if result.skipped_frame_indices:
-        skipped = result.skipped_frame_indices
-        print(f"flamecam export: note: skipped {len(skipped)} frames with non-finite parameters "
-              f"(e.g. frame {skipped[0]})", file=sys.stderr)
+        return _error(_os_message(exc, target), EXIT_FAILED)
+    for note in result.notes:
+        print(f"flamecam export: note: {note}", file=sys.stderr)
+    print(f"wrote {result.summary}")
     return EXIT_OK
 
 

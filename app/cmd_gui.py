@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from app.exit_codes import cli_error
+
 HEADLESS_SYNTHETIC_FRAMES = 150
 
 
@@ -50,20 +51,17 @@ def run(args: argparse.Namespace) -> int:
     from app.gui import has_display  # noqa: PLC0415
 
     if not has_display():
-        print("flamecam gui: error: no display (neither DISPLAY nor WAYLAND_DISPLAY is set). Run it on a desktop, "
-              "under xvfb-run, or track headless with 'flamecam track SOURCE -o OUT.fcrec'.", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return cli_error("gui", "no display (neither DISPLAY nor WAYLAND_DISPLAY is set). Run it on a desktop, under "
+                                "xvfb-run, or track headless with 'flamecam track SOURCE -o OUT.fcrec'.")
     from app.gui import run_gui  # noqa: PLC0415
     from core.session import SessionOptions  # noqa: PLC0415
 
-    if args.focal not in (None, "auto"):
-        try:
-            if float(args.focal) <= 0:
-                raise ValueError
-        except ValueError:
-            print(f"flamecam gui: error: --focal {args.focal!r}: expected 'auto' or a positive focal length in pixels",
-                  file=sys.stderr)
-            return EXIT_BAD_INPUT
+    from core.intrinsics import check_fixed_focal  # noqa: PLC0415
+
+    try:
+        check_fixed_focal(args.focal or "auto", args.fov)
+    except ValueError as exc:
+        return cli_error("gui", exc)
     options = SessionOptions(device=args.device, landmarker=args.landmarker, embedding=args.embedding)
     camera_profile = "none" if args.no_profile else args.camera_profile
     return run_gui(options, source=_synthetic_spec(args.source), model=args.model, camera_mode=args.camera,

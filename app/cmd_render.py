@@ -1,21 +1,27 @@
 """``flamecam render --source SPEC -o OUT``: a frame source (e.g. the synthetic head) as a video file.
 
 Any ``--source`` that ``core.sources.open_source`` accepts works. For synthetic sources the exact
-ground truth can be drawn over the frames: the mesh wireframe (hidden edges removed) or the
-projected MediaPipe landmarks (through the model's landmark embedding; landmark i is vertex i on
-the built-in model). Video is written with OpenCV's VideoWriter: MPEG-4 Part 2 (``mp4v``) for
-.mp4/.m4v/.mov, Motion JPEG for .avi/.mkv.
+ground truth can be drawn over the frames: the mesh shaded or as a wireframe (hidden edges removed)
+or the projected MediaPipe landmarks (through the model's landmark embedding; landmark i is vertex i
+on the built-in model). With ``--recording REC`` it is a review video of a take
+(``app.review_video``): the recorded mesh over the video it was tracked from, drawn as in the app
+(``--overlay shaded`` by default, ``wireframe`` or ``landmarks``), with the focal length, ρ and the
+tracking state burnt in; the video's size and length are checked against the recording first.
+Video is written with OpenCV's VideoWriter: MPEG-4 Part 2 (``mp4v``) for .mp4/.m4v/.mov, Motion
+JPEG for .avi/.mkv.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import sys
+import time
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, cli_error
+
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-OVERLAYS = ("none", "wireframe", "landmarks")
+OVERLAYS = ("none", "shaded", "wireframe", "landmarks")
 ENDLESS_DEFAULT_S = 10.0  # length of the video when the source never ends and --frames is not given
 
 
@@ -28,17 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, metavar="N",
                         help=f"number of frames (default: the whole source, or {ENDLESS_DEFAULT_S:g} s of an "
                              "endless one such as the synthetic head)")
-    parser.add_argument("--overlay", choices=OVERLAYS, default="none",
-                        help="draw the ground truth over synthetic frames: the mesh wireframe or the projected "
-                             "landmarks (default: none)")
+    parser.add_argument("--overlay", choices=OVERLAYS,
+                        help="with --recording: the recorded mesh shaded (default), as a wireframe, or the detected "
+                             "and fitted landmarks; on a synthetic source without it: its ground truth (default none)")
+    parser.add_argument("--recording", metavar="REC", help="a review video: draw this recording (.fcrec) over "
+                        "--source, the video or image folder it was tracked from, with focal length, rho and "
+                        "tracking state as text")
+    parser.add_argument("--model", metavar="PATH", help="with --recording: the head model, when it is no longer "
+                        "where the recording says")
+    parser.add_argument("--force", action="store_true", help="with --recording: use --model even if its SHA-256 "
+                        "differs from the recording's")
     parser.add_argument("--fps", type=float, metavar="N", help="frame rate of the video (default: the source's)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _error(message, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"flamecam render: error: {message}", file=sys.stderr)
-    return code
+    return cli_error("render", message, code)
 
 
 class _Overlay:
@@ -66,6 +78,9 @@ class _Overlay:
     def draw(self, frame):
         truth = frame.truth
         verts = self.source.vertices_cam(truth)
+        if self.kind == "shaded":
+            return self.renderer.render(verts, self.source.head.faces, truth.intrinsics, mesh_opacity=0.6,
+                                        vertex_rgb=self.source.head.vertex_rgb, background=frame.rgb).rgb
         if self.kind == "wireframe":
             # mesh_opacity 0: the mesh only fills the depth buffer, so edges behind the face stay hidden.
             return self.renderer.render(verts, self.source.head.faces, truth.intrinsics, mesh_opacity=0.0,
@@ -76,6 +91,42 @@ class _Overlay:
 
     def release(self) -> None:
         self.renderer.release()
+
+
+class _Review:
+    """The review video's drawing (``app.review_video``) behind the same draw(frame) / release() as _Overlay."""
+
+    def __init__(self, rec, head, kind: str, width: int, height: int):
+        from app.review_video import ReviewRenderer  # noqa: PLC0415
+
+        self.positions = {int(f): p for p, f in enumerate(rec.frame_index.tolist())}
+        self.renderer = ReviewRenderer(rec, head, kind, (width, height))
+
+    def draw(self, frame):
+        return self.renderer.draw(frame.rgb, self.positions.get(int(frame.index)))
+
+    def release(self) -> None:
+        self.renderer.release()
+
+
+def _load_recording(args):
+    """(recording, head model) for --recording, or an error message."""
+    from core.export import ModelMismatchError, resolve_model  # noqa: PLC0415
+    from core.model_io import ModelFileError  # noqa: PLC0415
+    from core.recording import RecordingFormatError, load  # noqa: PLC0415
+
+    try:
+        rec = load(args.recording)
+    except FileNotFoundError:
+        return None, f"recording not found: {args.recording}"
+    except (RecordingFormatError, OSError) as exc:
+        return None, str(exc)
+    if len(rec) == 0:
+        return None, f"{args.recording} holds no frames"
+    try:
+        return (rec, resolve_model(rec, args.model, force=args.force)), ""
+    except (ModelFileError, ModelMismatchError) as exc:
+        return None, str(exc)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,6 +150,16 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"{out} exists; choose another name or pass --overwrite")
     if not out.parent.is_dir():
         return _error(f"{out.parent} is not an existing folder")
+    kind = args.overlay or ("shaded" if args.recording else "none")
+    review = None
+    if args.recording:
+        if kind == "none":
+            return _error("--recording draws the take: choose --overlay shaded, wireframe or landmarks")
+        review, message = _load_recording(args)
+        if review is None:
+            return _error(message)
+    elif args.model or args.force:
+        return _error("--model and --force go with --recording")
     try:
         source = open_source(args.source)
     except (SourceError, ModelFileError, AssetError) as exc:
@@ -106,10 +167,18 @@ def run(args: argparse.Namespace) -> int:
 
     from core.synthetic import SyntheticSource  # noqa: PLC0415
 
-    if args.overlay != "none" and not isinstance(source, SyntheticSource):
+    if review is None and kind != "none" and not isinstance(source, SyntheticSource):
         source.close()
-        return _error(f"--overlay {args.overlay} draws the ground truth of a synthetic source; "
-                      f"{source.name} has none (use --source synthetic[:...])")
+        return _error(f"--overlay {kind} draws the ground truth of a synthetic source; "
+                      f"{source.name} has none (use --source synthetic[:...], or --recording REC for a take)")
+    if review is not None:
+        from app.review_video import RecordingMismatchError, check_source_matches  # noqa: PLC0415
+
+        try:
+            take_frames = check_source_matches(review[0], source)
+        except RecordingMismatchError as exc:
+            source.close()
+            return _error(exc)
     fps = args.fps or source.fps or 30.0
     total = args.frames if args.frames is not None else source.num_frames
     if total is None:
@@ -118,21 +187,25 @@ def run(args: argparse.Namespace) -> int:
               "use --frames N for another length", file=sys.stderr)
     elif source.num_frames is not None:
         total = min(total, source.num_frames)
+    if review is not None:  # the take: from the video's start through the recording's last frame
+        total = take_frames if args.frames is None else min(args.frames, take_frames)
     width, height = source.size
 
     overlay = writer = None
     written, interrupted, resized = 0, False, False
     bar = tqdm(total=total, unit="frame", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     try:
-        if args.overlay != "none":
+        if kind != "none":
             try:
-                overlay = _Overlay(args.overlay, source, width, height)
-            except (AssetError, RuntimeError) as exc:  # e.g. no landmarker for a model's embedding
-                return _error(f"cannot draw the {args.overlay} overlay: {exc}", EXIT_FAILED)
+                overlay = (_Overlay(kind, source, width, height) if review is None
+                           else _Review(*review, kind, width, height))
+            except (AssetError, RuntimeError) as exc:  # e.g. no landmarker for a model's embedding, no EGL
+                return _error(f"cannot draw the {kind} overlay: {exc}", EXIT_FAILED)
         writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         if not writer.isOpened():
             return _error(f"OpenCV cannot write {out} with the {fourcc} codec at {width}x{height} "
                           "(is the folder writable? is the size valid?)", EXIT_FAILED)
+        started = time.perf_counter()
         try:
             for frame in itertools.islice(source, total):  # islice never pulls (renders) a frame too many
                 rgb = frame.rgb if overlay is None else overlay.draw(frame)
@@ -170,5 +243,6 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"{out} was written but cannot be read back (disk full or codec failure?)", EXIT_FAILED)
     if written < total and not interrupted:
         print(f"flamecam render: note: the source ended after {written} of {total} frames", file=sys.stderr)
-    print(f"wrote {written} frames ({width}x{height}, {fps:g} fps, {fourcc}) to {out}")
+    rate = written / max(time.perf_counter() - started, 1e-9)
+    print(f"wrote {written} frames ({width}x{height}, {fps:g} fps, {fourcc}) to {out}; rendered at {rate:.1f} frames/s")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK

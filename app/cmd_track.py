@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_FACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, cli_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,35 +50,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _error(message, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"flamecam track: error: {message}", file=sys.stderr)
-    return code
+    return cli_error("track", message, code)
+
+
+def session_options(args: argparse.Namespace):
+    """The :class:`core.session.SessionOptions` of a ``flamecam track`` command line."""
+    from core.session import SessionOptions  # noqa: PLC0415
+
+    return SessionOptions(source=args.source, model=args.model, camera_mode=args.camera, focal=args.focal,
+                          fov_deg=args.fov, landmarker=args.landmarker, embedding=args.embedding, device=args.device,
+                          max_frames=args.max_frames, store_landmarks=not args.no_landmarks, keep_history=args.refine,
+                          camera_profile=args.camera_profile, auto_profile=not args.no_profile,
+                          use_metadata=not args.no_metadata, regressor=args.regressor, face=args.face)
+
+
+def check_output(out, overwrite: bool) -> str | None:
+    """Why the recording cannot be written at ``out`` (None when it can), checked before any model loads."""
+    import os  # noqa: PLC0415
+
+    if out.is_dir():
+        return f"{out} is a folder; give a file name such as {out / 'take.fcrec'}"
+    if out.exists() and not overwrite:
+        return f"{out} exists; pass --overwrite to replace it"
+    folder = out.parent if str(out.parent) else out.resolve().parent
+    if not folder.is_dir():
+        return f"{folder} is not an existing folder (create it first)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write into {folder} (no permission)"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
+    _stop_on_sigterm()
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # before the recording opened (after it, _track handles it)
+        print("flamecam track: interrupted during start-up; nothing was recorded", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
-    from core.assets import AssetError  # noqa: PLC0415
-    from core.landmarks import LandmarkerOptions  # noqa: PLC0415
-    from core.model_io import ModelFileError  # noqa: PLC0415
-    from core.pipeline import TrackingPipeline  # noqa: PLC0415
-    from core.recording import RecordingError, RecordingMeta, RecordingWriter  # noqa: PLC0415
-    from core.recording import load as load_recording  # noqa: PLC0415
-    from core.session import (SessionOptions, default_output, eprint, load_model_and_embedding,  # noqa: PLC0415
-                              make_tracker, open_session_source, resolve_intrinsics, set_tracker_threads)
-    from core.sources import SourceError  # noqa: PLC0415
 
-    options = SessionOptions(source=args.source, model=args.model, camera_mode=args.camera, focal=args.focal,
-                             fov_deg=args.fov, landmarker=args.landmarker, embedding=args.embedding,
-                             device=args.device, max_frames=args.max_frames, store_landmarks=not args.no_landmarks,
-                             keep_history=args.refine, camera_profile=args.camera_profile,
-                             auto_profile=not args.no_profile, use_metadata=not args.no_metadata,
-                             regressor=args.regressor)
+def _run(args: argparse.Namespace) -> int:
+    from core.intrinsics import check_fixed_focal  # noqa: PLC0415
+    from core.session import SessionError, build_session, default_output, eprint  # noqa: PLC0415
+
     if args.max_frames is not None and args.max_frames < 1:
         return _error(f"--max-frames {args.max_frames}: must be at least 1")
+    try:
+        check_fixed_focal(args.focal, args.fov)
+    except ValueError as exc:
+        return _error(exc)
     out = default_output(args.output)
-    if out.exists() and not args.overwrite:
-        return _error(f"{out} exists; pass --overwrite to replace it")
+    problem = check_output(out, args.overwrite)
+    if problem:
+        return _error(problem)
     from core.streaming import StreamError, StreamModel, Streamer, StreamTarget  # noqa: PLC0415
     try:
         stream_targets = [StreamTarget.parse(url) for url in args.stream]
@@ -87,39 +111,38 @@ def run(args: argparse.Namespace) -> int:
     except StreamError as exc:
         return _error(exc)
     try:
-        source = open_session_source(options, log=eprint)
-    except SourceError as exc:
-        return _error(exc)
+        session = build_session(session_options(args), log=eprint)
+    except SessionError as exc:
+        return _error(exc.message, EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED)
     try:
-        plan = resolve_intrinsics(options, source, log=eprint)
-        head, embedding = load_model_and_embedding(options, log=eprint)
-        tracker = make_tracker(head, embedding, source, options, plan=plan, log=eprint)
-    except (ModelFileError, AssetError, ValueError) as exc:
-        source.close()
-        return _error(exc)
-    except RuntimeError as exc:  # e.g. the landmarker never found the model's face while embedding it
-        source.close()
-        return _error(exc, EXIT_FAILED)
-    set_tracker_threads()  # after the one-off embedding work, which may use every core
-    try:
-        streamer = Streamer(stream_targets, StreamModel.from_head(head)) if stream_targets else None
+        streamer = Streamer(stream_targets, StreamModel.from_head(session.head)) if stream_targets else None
     except StreamError as exc:
-        source.close()
+        session.close()
         return _error(exc)
-    width, height = source.size
-    meta = RecordingMeta.for_model(
-        head, options.model, width, height, source=source.name, frame_rate_hz=source.fps, camera_mode=options.camera_mode,
-        landmark_count=478 if options.store_landmarks else 0, **plan.recording_fields())
-    pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=options.landmarker, running_mode="video",
-                                                                   select=args.face),
-                                max_frames=options.max_frames, undistort=plan.undistorter())
-    total = min(x for x in (source.num_frames, options.max_frames, float("inf")) if x is not None)
+    try:
+        return _track(session, out, args, streamer)
+    finally:
+        if streamer is not None:
+            streamer.close()
+        session.close()
+
+
+def _track(session, out, args: argparse.Namespace, streamer=None) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from core.recording import RecordingError, RecordingWriter  # noqa: PLC0415
+    from core.recording import load as load_recording  # noqa: PLC0415
+    from core.session import eprint  # noqa: PLC0415
+    from core.sources import SourceError  # noqa: PLC0415
+
+    source, pipeline, tracker = session.source, session.pipeline, session.tracker
+    meta = session.recording_meta()
+    total = min(x for x in (source.num_frames, session.options.max_frames, float("inf")) if x is not None)
     bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,
                file=sys.stderr, dynamic_ncols=True)
     shape_version = -1
-    last = None
+    last_with_face = None
     interrupted = False
-    _stop_on_sigterm()
     try:
         with RecordingWriter(out, meta, overwrite=args.overwrite) as writer:
             try:
@@ -131,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
                         writer.write_identity(track.frame_index, track.shape)
                         shape_version = track.shape_version
                     writer.write_track_result(track)
-                    last = track
+                    if track.tracking_state in ("tracking", "reacquired"):
+                        last_with_face = track
                     bar.update(1)
                     bar.set_postfix_str(f"{pipeline.stats.frames / max(bar.format_dict['elapsed'], 1e-6):.1f} fps  "
                                         f"f={track.focal_px:.0f}±{track.focal_sigma_px:.0f}px ({track.focal_state})  "
@@ -139,27 +163,27 @@ def run(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 interrupted = True
                 pipeline.stop.set()
-            writer.close(summary=pipeline.stats.summary())
+            ended_by = "interrupted" if interrupted else "finished"
+            writer.close(summary={**pipeline.stats.summary(), "ended_by": ended_by, **focal_record(last_with_face)})
     except SourceError as exc:
         bar.close()
-        source.close()
         return _error(f"{exc}; the frames before it are saved in {out}", EXIT_FAILED)
     except RecordingError as exc:
         bar.close()
-        source.close()
         return _error(exc, EXIT_FAILED)
     finally:
         bar.close()
-        if streamer is not None:
-            streamer.close()
-    source.close()
     stats = pipeline.stats
-    if stats.frames == 0:
+    if interrupted:
+        eprint(f"flamecam track: interrupted after {stats.frames} frames; the recording {out} is closed and readable")
+        if stats.frames_with_face == 0:
+            return EXIT_INTERRUPTED
+    elif stats.frames == 0:
         return _error("the source delivered no frames", EXIT_FAILED)
     if stats.frames_with_face == 0:
         return _error(f"no face found in any of {stats.frames} frames (recording {out} holds only 'no_face' frames)",
                       EXIT_NO_FACE)
-    if args.refine:
+    if args.refine and not interrupted:
         eprint(f"refining {len(tracker.history)} frames jointly ...")
         refined = tracker.refine_sequence()
         # Refinement covers only frames with a face; frames without one keep their online record.
@@ -173,21 +197,49 @@ def run(args: argparse.Namespace) -> int:
                     writer.write_track_result(by_index[index])
                 else:
                     writer.write_frame(online.frame(i))
-            writer.close(summary={**stats.summary(), "refined": True})
+            writer.close(summary={**stats.summary(), "refined": True, "ended_by": "finished"})
         tmp.replace(out)
-        last = refined[-1]
+        last_with_face = refined[-1]
     summary = stats.summary()
-    fits = [] if last is None else [last.fit_error_px]
     print(f"tracked {stats.frames} frames ({stats.frames_with_face} with a face) at {summary['fps']:.1f} fps "
-          f"(tracker p50 {summary['tracker_ms_p50']:.1f} ms, landmarks p50 {summary['landmarks_ms_p50']:.1f} ms)")
-    if last is not None:
-        print(f"focal length {last.focal_px:.0f} ± {last.focal_sigma_px:.0f} px ({last.focal_state}); "
-              f"ρ = {last.rho_per_m:.2f} 1/m; fit error {np.nanmean(fits):.2f} px")
+          f"(tracker p50 {summary['tracker_ms_p50']:.1f} ms, landmarks p50 {summary['landmarks_ms_p50']:.1f} ms)"
+          + (" — interrupted" if interrupted else ""))
+    if last_with_face is not None:
+        print(focal_summary(last_with_face, source.size[0]))
     print(f"recording: {out}")
-    for status in [] if streamer is None else streamer.status.targets:
-        print(f"stream: {status.describe()}")
+    if streamer is not None:
+        streamer.close()  # what was still waiting is sent, so the counts are final
+        for status in streamer.status.targets:
+            print(f"stream: {status.describe()}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
+
+def focal_record(track) -> dict:
+    """The final focal estimate and what it rests on, for the recording's END summary."""
+    if track is None:
+        return {}
+    return {"focal_px": track.focal_px, "focal_sigma_px": track.focal_sigma_px, "focal_state": track.focal_state,
+            "focal_evidence": [list(part) for part in track.focal_evidence], "rho_per_m": track.rho_per_m}
+
+
+def focal_summary(track, width: int) -> str:
+    """The closing lines about the camera, in a user's words: the focal length and what it rests on,
+    or plainly that it is not known."""
+    from core.camera import focal_to_fov_deg  # noqa: PLC0415
+    from core.tracker.types import describe_shares  # noqa: PLC0415
+
+    f, sigma_rel = track.focal_px, track.focal_sigma_px / track.focal_px
+    fov = float(focal_to_fov_deg(f, width))
+    basis = describe_shares(track.focal_evidence) if track.focal_evidence else "?"
+    distance = f"; distance {1 / track.rho_per_m:.2f} m (ρ = {track.rho_per_m:.2f} 1/m)" if track.rho_per_m > 0 else ""
+    if track.focal_state == "not_observable":
+        text = (f"focal length not known from this footage: {f:.0f} px ± {sigma_rel:.0%} ({fov:.0f}° horizontal), "
+                f"resting on {basis}. Calibrate (flamecam calibrate), or give the lens: --focal PX, --fov DEG or "
+                "--camera-profile")
+    else:
+        state = "" if track.focal_state == "fixed" else f", {track.focal_state}"
+        text = f"focal length {f:.0f} ± {track.focal_sigma_px:.0f} px ({fov:.0f}° horizontal{state}) — {basis}"
+    return f"{text}{distance}; fit error {track.fit_error_px:.2f} px"
 
 
 def _stop_on_sigterm() -> None:

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, cli_error
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,8 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _error(message, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"flamecam train-regressor: error: {message}", file=sys.stderr)
-    return code
+    return cli_error("train-regressor", message, code)
 
 
 def _inside_repo(path: Path) -> bool:

@@ -39,14 +39,12 @@ PLOT_INTERVAL_MS = 200  # plots redraw at 5 Hz: ~10 ms CPU each on a software-re
 
 
 class ExportThread(QThread):
-    """Exports a recording (per-frame OBJ / PLY meshes or one .npz) off the GUI thread; cancellable."""
+    """Exports a recording (``core.export.export_recording``: meshes, arrays, glTF, ...) off the GUI thread;
+    cancellable."""
 
     progressed = Signal(int, int)
     succeeded = Signal(str)
     failed = Signal(str)
-
-    class _Cancelled(Exception):
-        pass
 
     def __init__(self, recording: str, fmt: str, target: str, parent=None):
         super().__init__(parent)
@@ -58,38 +56,15 @@ class ExportThread(QThread):
         self._cancel = True
 
     def run(self) -> None:
-        from core.recording import RecordingFormatError, load  # noqa: PLC0415
+        from core.export import MESH_FORMATS, ExportCancelled, ExportInputError, export_recording  # noqa: PLC0415
 
-        try:
-            rec = load(self.recording)
-            if len(rec) == 0:
-                self.failed.emit(f"{self.recording} holds no frames to export")
-                return
-            if self.fmt == "npz":
-                rec.to_npz(self.target)
-                self.succeeded.emit(f"Exported {len(rec)} frames to {self.target}")
-                return
-            from core.export import ModelMismatchError, export_meshes, resolve_model  # noqa: PLC0415
-            from core.model_io import ModelFileError  # noqa: PLC0415
-
-            try:
-                head = resolve_model(rec)
-            except (ModelFileError, ModelMismatchError) as exc:
-                self.failed.emit(f"Cannot export {Path(self.recording).name}: {exc}")
-                return
-
-            def progress(done: int, total: int) -> None:
-                if self._cancel:
-                    raise ExportThread._Cancelled()
-                self.progressed.emit(done, total)
-
-            result = export_meshes(rec, head, self.target, fmt=self.fmt, progress=progress)
-            note = (f" ({len(result.skipped_frame_indices)} frames without a pose skipped)"
-                    if result.skipped_frame_indices else "")
-            self.succeeded.emit(f"Exported {len(result.paths)} {self.fmt.upper()} meshes to {self.target}{note}")
-        except ExportThread._Cancelled:
-            self.failed.emit(f"Export to {self.target} cancelled; the files written so far are complete")
-        except (RecordingFormatError, FileExistsError, ValueError) as exc:
+        try:  # a file target was confirmed by the save dialog; mesh folders are never overwritten
+            result = export_recording(self.recording, self.fmt, self.target, progress=self.progressed.emit,
+                                      cancel=lambda: self._cancel, overwrite=self.fmt not in MESH_FORMATS)
+            self.succeeded.emit(" ".join([f"Exported {result.summary}."] + [f"Note: {n}." for n in result.notes]))
+        except ExportCancelled as exc:
+            self.failed.emit(str(exc).capitalize())
+        except ExportInputError as exc:
             self.failed.emit(f"Cannot export {Path(self.recording).name}: {exc}")
         except OSError as exc:
             self.failed.emit(f"Export to {self.target} failed: {exc.strerror or exc}")

@@ -26,7 +26,7 @@ from typing import Callable
 
 from PySide6.QtCore import QThread, Signal
 
-from core.session import SessionOptions, set_tracker_threads
+from core.session import SessionOptions
 from core.sources import close_quietly
 from core.streaming import StreamModel, StreamSwitch
 
@@ -75,15 +75,6 @@ class _Request:
     overwrite: bool = False
 
 
-def resolve_device(requested: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; other values unchanged."""
-    if requested != "auto":
-        return requested
-    import torch  # noqa: PLC0415
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def describe_device(device: str) -> str:
     import torch  # noqa: PLC0415
 
@@ -114,7 +105,7 @@ class TrackingThread(QThread):
         self._writer = None
         self._record_started = 0.0
         self._last_progress = 0.0
-        self._context: dict = {}
+        self._session = None  # core.session.Session, built in the thread
         self.stream = StreamSwitch()  # live OSC/UDP output; driven from this thread, configured from any
         self.setObjectName("flamecam-tracking")
         _LIVE.add(self)
@@ -176,16 +167,13 @@ class TrackingThread(QThread):
             summary = {"ended_by": ended_by}
             if pipeline is not None:
                 summary.update(pipeline.stats.summary())
-            self._context = {}  # the model, tracker and source can go now
+            self._session = None  # the model, tracker and source can go now
             self.runFinished.emit(summary)
 
     def _setup(self):
-        from core.assets import AssetError  # noqa: PLC0415
-        from core.landmarks import LandmarkerOptions  # noqa: PLC0415
-        from core.model_io import ModelFileError  # noqa: PLC0415
-        from core.pipeline import TrackingPipeline  # noqa: PLC0415
-        from core.session import focal_mode, load_model_and_embedding, make_tracker, resolve_intrinsics  # noqa: PLC0415
-        from core.sources import SourceError  # noqa: PLC0415
+        """Build the session (``core.session.build_session``, as ``flamecam track`` does) and announce
+        it; None (after a ``failed`` message) when it cannot start."""
+        from core.session import SessionError, build_session  # noqa: PLC0415
 
         notices: list[str] = []
 
@@ -195,54 +183,28 @@ class TrackingThread(QThread):
             notices.append(text)
             self.notice.emit(text)
 
-        opts = self.options
+        # Synthetic frames render in a child process: ModernGL holds the GIL while it rasterises.
+        opts = replace(self.options, synthetic_in_subprocess=True)
+        source = self._source_factory() if self._source_factory is not None else None
         try:
-            device = resolve_device(opts.device)
-            opts = replace(opts, device=device)
-            set_tracker_threads()
-        except Exception as exc:  # noqa: BLE001
-            self.failed.emit(f"Cannot choose a compute device: {exc}")
-            return None
-        try:
-            source = self._source_factory() if self._source_factory is not None else _open_source(opts, log)
-        except (SourceError, OSError, ValueError) as exc:
-            self.failed.emit(f"Cannot open the source {opts.source!r}: {exc}")
+            session = build_session(opts, log=log, stop=self._stop, source=source, with_mesh=True)
+        except SessionError as exc:
+            self.failed.emit(exc.message[:1].upper() + exc.message[1:])
             return None
         if self._stop.is_set():
-            source.close()
+            session.close()
             return None
-        try:
-            plan = resolve_intrinsics(opts, source, log=log)
-        except ValueError as exc:
-            source.close()
-            self.failed.emit(f"Cannot use these camera settings: {exc}")
-            return None
-        try:
-            head, embedding = load_model_and_embedding(opts, log=log)
-            tracker = make_tracker(head, embedding, source, opts, plan=plan, log=log)
-        except (ModelFileError, AssetError, ValueError, RuntimeError, OSError) as exc:
-            source.close()
-            what = "the built-in head model" if opts.model == "builtin" else f"the model file {opts.model}"
-            self.failed.emit(f"Cannot use {what}: {exc}")
-            return None
-        except BaseException:
-            source.close()
-            raise
-        # As `flamecam track`: a calibrated lens undistorts the landmarks before the fit (the viewer
-        # distorts the overlay back, or shows the video undistorted).
-        pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(model_path=opts.landmarker, running_mode="video"),
-                                    max_frames=opts.max_frames, stop=self._stop, with_mesh=True,
-                                    undistort=plan.undistorter())
-        self.stream.set_model(StreamModel.from_head(head))
-        width, height = source.size
-        self._context = {"head": head, "tracker": tracker, "source": source, "options": opts, "plan": plan,
-                         "pipeline": pipeline}
-        info = SessionInfo(source_name=source.name, image_size=(int(width), int(height)), is_live=bool(source.is_live),
-                           source_fps=source.fps, num_frames=source.num_frames, model=pipeline.model_info,
-                           model_path=opts.model, device=describe_device(device), camera_mode=opts.camera_mode,
-                           focal_mode=focal_mode(tracker), notices=tuple(notices), plan=plan)
+        self._session = session
+        self.stream.set_model(StreamModel.from_head(session.head))
+        width, height = session.image_size
+        src = session.source
+        info = SessionInfo(source_name=src.name, image_size=(width, height), is_live=bool(src.is_live),
+                           source_fps=src.fps, num_frames=src.num_frames, model=session.pipeline.model_info,
+                           model_path=session.options.model, device=describe_device(session.options.device),
+                           camera_mode=session.options.camera_mode, focal_mode=session.focal_mode,
+                           notices=tuple(notices), plan=session.plan)
         self.sessionStarted.emit(info)
-        return source, pipeline
+        return src, session.pipeline
 
     def _track(self, pipeline) -> str:
         from core.assets import AssetError  # noqa: PLC0415
@@ -279,18 +241,12 @@ class TrackingThread(QThread):
                 self._open_recording(req)
 
     def _open_recording(self, req: _Request) -> None:
-        from core.recording import RecordingError, RecordingMeta, RecordingWriter  # noqa: PLC0415
+        from core.recording import RecordingError, RecordingWriter  # noqa: PLC0415
 
         self._close_recording("stopped")  # a new start ends the previous recording
-        ctx = self._context
-        opts, source = ctx["options"], ctx["source"]
-        width, height = source.size
-        camera = dict(ctx["plan"].recording_fields())  # the same intrinsics description as `flamecam track` writes
-        camera["extra"] = {**camera.get("extra", {}), "recorded_by": "flamecam gui"}
         try:
-            meta = RecordingMeta.for_model(
-                ctx["head"], opts.model, width, height, source=source.name, frame_rate_hz=source.fps,
-                camera_mode=opts.camera_mode, landmark_count=478 if opts.store_landmarks else 0, **camera)
+            # The same description of the session as `flamecam track` writes.
+            meta = self._session.recording_meta(recorded_by="flamecam gui")
             req.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = RecordingWriter(req.path, meta, overwrite=req.overwrite)
         except (RecordingError, OSError, ValueError) as exc:
@@ -407,6 +363,7 @@ class CalibrationThread(QThread):
     def run(self) -> None:
         from core.calibration import BoardDetector  # noqa: PLC0415
         from core.profiles import camera_name_for_source  # noqa: PLC0415
+        from core.session import open_session_source  # noqa: PLC0415
         from core.sources import ImageFolderSource, SourceError  # noqa: PLC0415
 
         source = None
@@ -414,7 +371,8 @@ class CalibrationThread(QThread):
         try:
             try:
                 source = (self._source_factory() if self._source_factory is not None
-                          else _open_source(self.options, lambda *_: None))
+                          else open_session_source(replace(self.options, synthetic_in_subprocess=True),
+                                                   lambda *_: None))
             except (SourceError, OSError, ValueError) as exc:
                 ended_by = "failed"
                 self.failed.emit(f"Cannot open the source {self.options.source!r} to calibrate: {exc}")
@@ -454,21 +412,6 @@ class CalibrationThread(QThread):
         finally:
             close_quietly(source)
             self.runFinished.emit({"ended_by": ended_by, "frames": frames})
-
-
-def _open_source(options: SessionOptions, log):
-    """The session's source. Synthetic sources render with ModernGL, whose calls keep the GIL while
-    the (software) rasterizer works, stalling the GUI thread: they run in their own process."""
-    from core.session import open_session_source, resolve_source  # noqa: PLC0415
-
-    spec, notice = resolve_source(options.source)
-    if spec.split(":", 1)[0] != "synthetic":
-        return open_session_source(replace(options, source=spec), log=log)
-    if notice:
-        log(f"note: {notice}")
-    from app.process_source import ProcessSource  # noqa: PLC0415
-
-    return ProcessSource(spec)
 
 
 def default_recording_path(folder: str | Path) -> Path:

@@ -74,14 +74,13 @@ def view_truth(head, yaw_deg: float, pitch_deg: float, focal_px: float, width: i
                distance_m: float | None = None, shape=None, expr=None, roll_deg: float = 0.0):
     """Ground truth for one still view: head centre on the optical axis at ``distance_m``
     (default focal/2000 m at 512 px, Camera3DMM's proportion), given rotation and coefficients."""
-    import torch  # noqa: PLC0415
 
     from core import camera  # noqa: PLC0415
     from core.synthetic import GroundTruth, _euler_to_axis_angle  # noqa: PLC0415
 
     distance = focal_px / 2000.0 * 512.0 / min(width, height) if distance_m is None else distance_m
     rotation = _euler_to_axis_angle(yaw_deg, pitch_deg, roll_deg)
-    rot_cam = camera.rotation_model_to_camera(torch.as_tensor(rotation, dtype=torch.float64)).numpy()
+    rot_cam = camera.rotation_model_to_camera(np.asarray(rotation, np.float64))
     center = np.array([0.0, 0.0, distance])
     translation = center - rot_cam @ head.head_center.astype(np.float64)
     shape = np.zeros(head.num_shape, np.float32) if shape is None else np.asarray(shape, np.float32)
@@ -109,7 +108,7 @@ def embedded_landmarks_px(embedding, faces, vertices_cam, truth, with_bias: bool
     if with_bias:
         offset, slope, rho_ref = embedding.bias_terms()
         bias = (offset + slope * (truth.rho_per_m - rho_ref))[embedding.valid].astype(np.float64)
-        rot_cam = camera.rotation_model_to_camera(torch.as_tensor(truth.rotation, dtype=torch.float64)).numpy()
+        rot_cam = camera.rotation_model_to_camera(np.asarray(truth.rotation, np.float64))
         pts = pts + bias @ rot_cam.T  # R·(p + b) + t = (R·p + t) + R·b
     uv = camera.project_perspective(torch.as_tensor(pts), torch.as_tensor(truth.intrinsics, dtype=torch.float64))
     out = np.full((len(embedding.valid), 2), np.nan)

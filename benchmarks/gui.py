@@ -62,18 +62,12 @@ def skipped_percent(indices) -> float:
 
 def run_headless(seconds: float, warmup: float) -> dict:
     """The engine alone, set up as the app sets it up (source process, tracker threads, mesh), no UI."""
-    from app.gui_worker import _open_source  # noqa: PLC0415
-    from core.landmarks import LandmarkerOptions  # noqa: PLC0415
-    from core.pipeline import TrackingPipeline  # noqa: PLC0415
-    from core.session import SessionOptions, load_model_and_embedding, make_tracker, set_tracker_threads  # noqa: PLC0415
+    from core.session import SessionOptions, build_session  # noqa: PLC0415
 
-    set_tracker_threads()
-    options = SessionOptions(source=SOURCE, device="cpu")
-    source = _open_source(options, log=lambda *_: None)
-    head, embedding = load_model_and_embedding(options, log=lambda *_: None)
-    tracker = make_tracker(head, embedding, source, options)
     stop = threading.Event()
-    pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(running_mode="video"), stop=stop, with_mesh=True)
+    options = SessionOptions(source=SOURCE, device="cpu", synthetic_in_subprocess=True)
+    session = build_session(options, log=lambda *_: None, stop=stop, with_mesh=True)
+    source, pipeline = session.source, session.pipeline
     times, latency, indices = [], [], []
     start = None
     cpu0 = None

@@ -37,7 +37,7 @@ from core.embedding import embedding_for  # noqa: E402
 from core.landmarks import FaceLandmarker, LandmarkerOptions  # noqa: E402
 from core.model_io import load_head_model  # noqa: E402
 from core.pipeline import TrackingPipeline  # noqa: E402
-from core.session import SessionOptions, attach_regressor  # noqa: E402
+from core.session import SessionOptions, load_regressor_prior  # noqa: E402
 from core.sources import Frame, FrameSource  # noqa: E402
 from core.synthetic import SyntheticOptions, SyntheticSource  # noqa: E402
 from core.tracker import Tracker, TrackerOptions  # noqa: E402
@@ -88,8 +88,9 @@ def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regresso
     """The engine as the app and ``flamecam track`` set it up: with the model's regressor (per-frame
     prior, counted in the tracker stage) when one is found, unless ``regressor`` is False."""
     tracker = Tracker(head, emb, size, TrackerOptions())
-    attach_regressor(tracker, SessionOptions(regressor="auto" if regressor else "none"), log=lambda *_: None)
-    pipe = TrackingPipeline(MemorySource(frames, size, paced), tracker, pipelined=pipelined)
+    prior_fn, _ = load_regressor_prior(head, SessionOptions(regressor="auto" if regressor else "none"),
+                                       estimate_focal=True, log=lambda *_: None)
+    pipe = TrackingPipeline(MemorySource(frames, size, paced), tracker, prior_fn=prior_fn, pipelined=pipelined)
     t0 = time.perf_counter()
     for _ in pipe.run():
         pass

@@ -123,17 +123,14 @@ def targets_for(condition: str, receivers: Receivers):
     return [StreamTarget.parse(u) for u in urls]
 
 
-def track_once(session: dict, condition: str, receivers: Receivers) -> dict:
-    from core.landmarks import LandmarkerOptions  # noqa: PLC0415
-    from core.pipeline import TrackingPipeline  # noqa: PLC0415
-    from core.session import make_tracker  # noqa: PLC0415
+def track_once(session_args: dict, condition: str, receivers: Receivers) -> dict:
+    from core.session import build_session  # noqa: PLC0415
     from core.streaming import StreamModel, Streamer  # noqa: PLC0415
 
-    source = session["source"]
-    tracker = make_tracker(session["head"], session["embedding"], source, session["options"], plan=session["plan"])
-    pipeline = TrackingPipeline(source, tracker, LandmarkerOptions(running_mode="video"))
+    session = build_session(session_args["options"], log=lambda *_: None, source=session_args["source"])
+    pipeline = session.pipeline
     targets = targets_for(condition, receivers)
-    streamer = Streamer(targets, StreamModel.from_head(session["head"])) if targets else None
+    streamer = Streamer(targets, StreamModel.from_head(session.head)) if targets else None
     send_s, results = [], []
     hand_over = streamer.send if streamer is not None else (lambda _result: None)  # off: the timing floor
     try:
@@ -147,7 +144,7 @@ def track_once(session: dict, condition: str, receivers: Receivers) -> dict:
             streamer.close()
     stats = pipeline.stats
     out = {"tracker_ms": np.median(stats.tracker_ms), "send_us": np.array(send_s) * 1e6, "fps": stats.fps,
-           "results": results}
+           "results": results, "head": session.head}
     if streamer is not None:
         status = streamer.status
         out["status"] = [t.describe() for t in status.targets]
@@ -208,27 +205,24 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=30.0)
     args = p.parse_args()
 
-    from core.session import SessionOptions, load_model_and_embedding, resolve_intrinsics, set_tracker_threads  # noqa: PLC0415
+    from core.session import SessionOptions  # noqa: PLC0415
     from core.synthetic import SyntheticOptions, SyntheticSource  # noqa: PLC0415
 
     load_before = print_load("before")
     synthetic = SyntheticSource(SyntheticOptions(width=320, height=240, frames=args.frames, still=0.2))
     frames = list(synthetic)
     synthetic.close()
-    source = MemorySource(frames, (320, 240), 30.0)
-    options = SessionOptions(source="synthetic", model="builtin", auto_profile=False, use_metadata=False)
-    head, embedding = load_model_and_embedding(options, log=lambda *_: None)
-    plan = resolve_intrinsics(options, source, log=lambda *_: None)
-    set_tracker_threads()
-    session = {"source": source, "head": head, "embedding": embedding, "options": options, "plan": plan}
+    session_args = {"source": MemorySource(frames, (320, 240), 30.0),
+                    "options": SessionOptions(source="synthetic", model="builtin", auto_profile=False,
+                                              use_metadata=False)}
     receivers = Receivers()
     try:
-        track_once(session, "off", receivers)  # warm-up: MediaPipe, torch, regressor
+        track_once(session_args, "off", receivers)  # warm-up: MediaPipe, torch, regressor
         runs: dict[str, list[dict]] = {c: [] for c in CONDITIONS}
         for r in range(args.rounds):
             order = CONDITIONS[r % len(CONDITIONS):] + CONDITIONS[:r % len(CONDITIONS)]
             for condition in order:
-                runs[condition].append(track_once(session, condition, receivers))
+                runs[condition].append(track_once(session_args, condition, receivers))
         base = float(np.median([run["tracker_ms"] for run in runs["off"]]))
         floor_us = float(np.median(np.concatenate([run["send_us"] for run in runs["off"]])))
         rows = []
@@ -251,7 +245,7 @@ def main() -> None:
             "(both targets at once)",
             ["target", "sent", "received", "rate fps", "lost", "latency ms p50", "p95", "max", "send() us p50", "p95",
              "max"],
-            replay_at(runs["vmc"][0]["results"], head, args.fps, args.seconds, receivers))
+            replay_at(runs["vmc"][0]["results"], runs["vmc"][0]["head"], args.fps, args.seconds, receivers))
     finally:
         receivers.close()
     load_after = print_load("after")

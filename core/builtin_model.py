@@ -42,13 +42,14 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
+from core.constants import NUM_LANDMARKS, NUM_SURFACE_LANDMARKS
 from core.head_model import HeadModel
 
 # Bump whenever the construction below changes: it is part of ``source_sha256``, which caches key on.
 BUILTIN_VERSION = "flamecam-builtin-1"
 CANONICAL_MESH_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
-NUM_SURFACE_VERTICES = 468
-NUM_LANDMARK_VERTICES = 478
+NUM_SURFACE_VERTICES = NUM_SURFACE_LANDMARKS  # the canonical mesh: one vertex per landmark
+NUM_LANDMARK_VERTICES = NUM_LANDMARKS
 
 # MediaPipe's blendshape categories (its output order, without "_neutral"), ARKit spelling.
 EXPRESSION_NAMES = (

@@ -15,7 +15,7 @@ puts pixel centres on integers. Distortion acts on normalised coordinates
 ``x = (u - cx) / fx``, so points and intrinsics given in the *same* convention give the same
 answer: the point functions here take flamecam points and flamecam intrinsics and pass both
 to OpenCV unchanged. Only image maps (``cv2.remap`` samples at integer centres) and imported or
-exported camera matrices need the half-pixel shift (:func:`opencv_camera_matrix`).
+exported camera matrices need the half-pixel shift (:func:`core.camera.opencv_camera_matrix`).
 
 Images. :class:`LensRemap` warps whole images both ways:
 
@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from core.camera import backproject, intrinsics_matrix, opencv_camera_matrix, pixels_to_rays, project_perspective
 
 LENS_MODELS = ("none", "opencv", "fisheye")
 OPENCV_COEFF_NAMES = ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6", "s1", "s2", "s3", "s4", "tx", "ty")
@@ -108,21 +110,9 @@ class LensDistortion:
 NO_DISTORTION = LensDistortion()
 
 
-def opencv_camera_matrix(intrinsics: Sequence[float]) -> np.ndarray:
-    """flamecam (fx, fy, cx, cy) -> OpenCV's 3x3 K (pixel centres on integers: cx - 0.5)."""
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
-    return np.array([[fx, 0.0, cx - 0.5], [0.0, fy, cy - 0.5], [0.0, 0.0, 1.0]])
-
-
-def intrinsics_from_opencv(k_matrix: np.ndarray) -> np.ndarray:
-    """OpenCV's 3x3 K -> flamecam (fx, fy, cx, cy) (cx + 0.5; skew ignored)."""
-    k = np.asarray(k_matrix, np.float64)
-    return np.array([k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5])
-
-
 def _k(intrinsics: Sequence[float]) -> np.ndarray:
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    # OpenCV's point functions only scale and shift by K here, so flamecam's own K keeps its convention.
+    return intrinsics_matrix(np.asarray(intrinsics, np.float64))
 
 
 def _finite_rows(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +130,7 @@ def distort_points(points_px: np.ndarray, intrinsics: Sequence[float], lens: Len
     out = pts.copy()
     if lens.is_identity or not ok.any():
         return out
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
-    norm = np.stack([(pts[ok, 0] - cx) / fx, (pts[ok, 1] - cy) / fy], -1)
+    norm = pixels_to_rays(pts[ok], intrinsics)
     if lens.model == "fisheye":
         res = cv2.fisheye.distortPoints(norm[:, None, :], _k(intrinsics), lens.as_array())
     else:
@@ -195,13 +184,10 @@ def distort_vertices_cam(vertices_cam: np.ndarray, intrinsics: Sequence[float], 
     v = np.asarray(vertices_cam, np.float64)
     if lens.is_identity:
         return v.copy()
-    fx, fy, cx, cy = (float(x) for x in intrinsics)
     out = v.copy()
     front = v[:, 2] > 1e-9
-    uv = np.stack([fx * v[front, 0] / v[front, 2] + cx, fy * v[front, 1] / v[front, 2] + cy], -1)
-    uv_d = distort_points(uv, intrinsics, lens)
-    out[front, 0] = (uv_d[:, 0] - cx) / fx * v[front, 2]
-    out[front, 1] = (uv_d[:, 1] - cy) / fy * v[front, 2]
+    uv_d = distort_points(project_perspective(v[front], intrinsics), intrinsics, lens)
+    out[front] = backproject(uv_d, v[front, 2], intrinsics)
     return out
 
 

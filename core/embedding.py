@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.landmarks import NUM_LANDMARKS
+from core.constants import NUM_LANDMARKS
 
 EMBEDDING_VERSION = 2
 # Focal lengths (px at 512², head at f/2000 m: 0.3-1.2 m) the embedding and its bias model are learned at.
@@ -289,9 +289,10 @@ def _observe(head, views, focals, size: int, landmarker_path: str | None) -> _Ob
                 intr = SyntheticOptions(width=size, height=size, focal=focal_px).intrinsics()
                 for yaw, pitch in views:
                     rotation = _euler_to_axis_angle(yaw, pitch, 0.0)
-                    rot_cam = camera.rotation_model_to_camera(torch.as_tensor(rotation, dtype=torch.float64)).numpy()
+                    rot_cam = camera.rotation_model_to_camera(rotation)
                     center = np.array([0.0, 0.0, distance])
-                    translation = center - rot_cam @ head.head_center
+                    translation = camera.translation_for_center(head.head_center, camera.axis_angle_to_matrix(rotation),
+                                                                center)
                     truth = GroundTruth(np.zeros(head.num_shape, np.float32), np.zeros(head.num_expr, np.float32),
                                         rotation, translation.astype(np.float32), np.zeros(3, np.float32),
                                         np.zeros(3, np.float32), np.zeros(6, np.float32), intr, 1 / distance,
@@ -391,12 +392,26 @@ def compute_embedding(head, views=DEFAULT_VIEWS, focals=EMBEDDING_FOCALS, size: 
     reproj = np.full((len(obs.points), NUM_LANDMARKS), np.nan)
     for k, (rot_cam, translation, intr) in enumerate(obs.cameras):
         seen = surface + offset + slope * (obs.rho_per_m[k] - rho_ref)
-        uv = camera.project_perspective(torch.as_tensor(seen @ rot_cam.T + translation),
-                                        torch.as_tensor(intr, dtype=torch.float64)).numpy()
+        uv = camera.project_perspective(seen @ rot_cam.T + translation, np.asarray(intr, np.float64))
         reproj[k] = np.where(good, np.linalg.norm(uv - obs.detections[k], axis=1), np.nan)
     report = EmbeddingReport(len(views) * len(focals), len(obs.points), spread.astype(np.float32),
                              hit_fraction.astype(np.float32), reproj, np.flatnonzero(~good))
     return emb, report
+
+
+def _cache_path(head) -> Path | None:
+    """Where ``head``'s embedding is cached (None for a model without a file hash to key on)."""
+    if not head.source_sha256:
+        return None  # every such model would share (and clobber) one cache file
+    from core.assets import cache_dir  # noqa: PLC0415
+
+    return cache_dir() / "embeddings" / f"{head.source_sha256}-v{EMBEDDING_VERSION}.npz"
+
+
+def embedding_is_cached(head) -> bool:
+    """True when :func:`embedding_for` will read ``head``'s embedding from the cache (no renders)."""
+    path = _cache_path(head)
+    return path is not None and path.exists()
 
 
 def embedding_for(head, cache: bool = True, user_file: str | Path | None = None) -> LandmarkEmbedding:
@@ -406,11 +421,8 @@ def embedding_for(head, cache: bool = True, user_file: str | Path | None = None)
     models get the surface correspondence too. Computing takes ~20-40 s once per model file."""
     if user_file is not None:
         return LandmarkEmbedding.load(user_file, num_faces=len(head.faces))
-    from core.assets import cache_dir  # noqa: PLC0415
-
-    if not head.source_sha256:
-        cache = False  # no file hash to key on: every such model would share (and clobber) one cache file
-    path = cache_dir() / "embeddings" / f"{head.source_sha256}-v{EMBEDDING_VERSION}.npz"
+    path = _cache_path(head)
+    cache = cache and path is not None
     if cache and path.exists():
         return LandmarkEmbedding.load(path, num_faces=len(head.faces))
     emb, _ = compute_embedding(head, base=identity_embedding(head.faces) if head.kind == "builtin" else None)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from smplx.lbs import lbs
 
-from core.camera import axis_angle_to_matrix
+from core.camera import axis_angle_to_matrix, flip_axes
 
 FLAME_JOINT_NAMES = ("global", "neck", "jaw", "left_eye", "right_eye")
 
@@ -147,9 +147,8 @@ def flame_translation(head: HeadModel, rotation_aa: np.ndarray, translation_m: n
     if expr is not None:
         expr = np.asarray(expr, dtype=np.float64)
         j0 = j0 + np.einsum("cs,...s->...c", np.einsum("v,vcs->cs", reg0, head.exprdirs[:, :, : expr.shape[-1]]), expr)
-    rot = axis_angle_to_matrix(torch.as_tensor(rotation_aa, dtype=torch.float64)).numpy()
-    flip = np.array([1.0, -1.0, -1.0])
-    t_model = translation_m * flip
+    rot = axis_angle_to_matrix(np.asarray(rotation_aa, np.float64))
+    t_model = flip_axes(np.asarray(translation_m, np.float64))
     return t_model + np.einsum("...ij,...j->...i", rot, j0) - j0
 
 

@@ -18,8 +18,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-NUM_LANDMARKS = 478
-NUM_SURFACE_LANDMARKS = 468  # 468..477 are the two irises
+from core.constants import NUM_BLENDSHAPES, NUM_LANDMARKS, NUM_SURFACE_LANDMARKS  # noqa: F401  (re-exported)
 
 # MediaPipe's blendshape categories, in the order the model outputs them.
 MEDIAPIPE_BLENDSHAPE_NAMES = (

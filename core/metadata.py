@@ -21,10 +21,18 @@ pixels, but only approximately — it is a **prior** for the tracker
 A crop after capture (stored aspect ratio ≠ the one in EXIF) makes the estimate unusable: no
 prior then, with a note. Parsing is pure Python (Pillow for EXIF; a small ISO-BMFF atom walker
 for QuickTime keys that never reads the media data).
+
+Which device made the file (for ``core.camera_table`` when no focal length is recorded): EXIF
+``Make``/``Model``/``LensModel``; in QuickTime/MP4 files the ``moov/meta`` or ``moov/udta/meta``
+keys (Apple ``com.apple.quicktime.make``/``model``/``camera.lens_model``; Android's
+``com.android.manufacturer``/``com.android.model``, which AOSP's MPEG4Writer writes only when the
+device sets ``media.recorder.show_manufacturer_and_model``), and the classic ``udta`` text atoms
+``©mak``/``©mod`` (QuickTime international text, or iTunes-style ``data`` items).
 """
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,10 @@ SIGMA_SENSOR = 0.04
 _UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}  # EXIF FocalPlaneResolutionUnit: inch, cm, mm, µm
 QT_FOCAL_35MM = "com.apple.quicktime.camera.focal_length.35mm_equivalent"
 QT_MAKE, QT_MODEL = "com.apple.quicktime.make", "com.apple.quicktime.model"
+# where a video names its maker and model, best first (values of read_quicktime_keys)
+VIDEO_MAKE_KEYS = (QT_MAKE, "com.android.manufacturer", "\u00a9mak")
+VIDEO_MODEL_KEYS = (QT_MODEL, "com.android.model", "\u00a9mod")
+VIDEO_CAMERA_KEYS = ("com.apple.quicktime.camera.identifier", "com.apple.quicktime.camera.lens_model")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,9 @@ class CameraMetadata:
     sensor_width_mm: float | None = None  # along the recorded image's x axis, from FocalPlaneXResolution
     recorded_size: tuple[int, int] | None = None  # ExifImageWidth/Height when given
     notes: list[str] = field(default_factory=list)
+    lens_model: str | None = None  # EXIF LensModel / QuickTime camera.lens_model, e.g. "iPhone 13 front camera ..."
+    camera_position: str | None = None  # "front" | "main" (a rear camera) | None, from lens_model / identifier
+    make_model_key: str | None = None  # which field named the device (e.g. "com.android.model", "EXIF Model")
 
     @property
     def camera_name(self) -> str | None:
@@ -108,6 +123,27 @@ class CameraMetadata:
         return from35
 
 
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value).strip("\x00 \t\r\n")
+    return text or None
+
+
+def camera_position(*texts) -> str | None:
+    """'front' | 'main' (a rear camera: the main one is the table's guess) | None from lens or camera
+    identifier texts such as Apple's "iPhone 13 front camera 2.71mm f/2.2" or "Back"."""
+    for text in texts:
+        words = set(re.findall(r"[a-z]+", str(text or "").lower()))
+        if "front" in words:
+            return "front"
+        if words & {"back", "rear"}:
+            return "main"
+    return None
+
+
 def _rational(value) -> float | None:
     try:
         v = float(value)
@@ -139,10 +175,11 @@ def read_exif(path: str | Path) -> CameraMetadata | None:
     fpx, unit = _rational(get(base.FocalPlaneXResolution)), get(base.FocalPlaneResolutionUnit)
     if fpx and recorded and int(unit or 2) in _UNIT_MM:
         sensor_w = recorded[0] / fpx * _UNIT_MM[int(unit or 2)]  # along the image's x axis
-    make, model = get(base.Make), get(base.Model)
-    meta = CameraMetadata(str(path), "exif", str(make).strip("\x00 ") if make else None,
-                          str(model).strip("\x00 ") if model else None, _rational(get(base.FocalLength)),
-                          _rational(get(base.FocalLengthIn35mmFilm)), sensor_w, recorded)
+    make, model, lens = (_text(get(tag)) for tag in (base.Make, base.Model, base.LensModel))
+    meta = CameraMetadata(str(path), "exif", make, model, _rational(get(base.FocalLength)),
+                          _rational(get(base.FocalLengthIn35mmFilm)), sensor_w, recorded, lens_model=lens,
+                          camera_position=camera_position(lens),
+                          make_model_key="EXIF Make/Model" if (make or model) else None)
     if not any((meta.make, meta.model, meta.focal_length_mm, meta.focal_35mm)):
         return None
     return meta
@@ -193,7 +230,7 @@ def _data_value(raw: bytes):
     type_code = struct.unpack(">I", raw[:4])[0] & 0xFFFFFF
     value = raw[8:]
     if type_code == 1:
-        return value.decode("utf-8", "replace")
+        return value.decode("utf-8", "replace").strip("\x00")  # Android writes a trailing NUL
     if type_code in (21, 22) and len(value) in (1, 2, 4, 8):
         fmt = {1: "b", 2: "h", 4: "i", 8: "q"}[len(value)]
         return struct.unpack(">" + (fmt if type_code == 21 else fmt.upper()), value)[0]
@@ -204,15 +241,35 @@ def _data_value(raw: bytes):
     return None
 
 
+def _udta_text(raw: bytes):
+    """A ``udta`` ``©xxx`` atom: QuickTime international text ([u16 size][u16 language] text) or an
+    iTunes-style item holding a ``data`` atom."""
+    if len(raw) >= 16 and raw[4:8] == b"data":
+        size = struct.unpack(">I", raw[:4])[0]
+        return _data_value(raw[8:size]) if 16 <= size <= len(raw) else None
+    if len(raw) >= 4:
+        size = struct.unpack(">H", raw[:2])[0]
+        if 0 < size <= len(raw) - 4:
+            return raw[4:4 + size].decode("utf-8", "replace").strip("\x00") or None
+    return None
+
+
 def read_quicktime_keys(path: str | Path) -> dict[str, object]:
-    """The ``moov/meta`` keys/ilst metadata of a QuickTime/MP4 file as {key: value} (may be empty)."""
+    """The metadata of a QuickTime/MP4 file as {key: value} (may be empty): the ``meta`` keys/ilst
+    items (``moov/meta`` or ``moov/udta/meta``; iTunes-style ``ilst`` items keyed by their four-char
+    code such as ``©mak``) and ``udta`` text atoms (``©mak``, ``©mod``, ...)."""
     out: dict[str, object] = {}
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        def walk(start, end, depth):
+        def walk(start, end, depth, parent=b""):
             for kind, a, b in _atoms(fh, start, end):
-                if kind == b"meta":
+                if parent == b"udta" and kind[:1] == b"\xa9" and b - a <= 4096:
+                    fh.seek(a)
+                    value = _udta_text(fh.read(b - a))
+                    if value is not None:
+                        out.setdefault(kind.decode("latin-1"), value)
+                elif kind == b"meta":
                     keys: list[str] = []
                     items: list[tuple[int, int, int]] = []
                     for child, c0, c1 in _meta_children(fh, a, b):
@@ -233,19 +290,24 @@ def read_quicktime_keys(path: str | Path) -> dict[str, object]:
                                 pos += esize
                         elif child == b"ilst":
                             for item, i0, i1 in _atoms(fh, c0, c1):
-                                items.append((struct.unpack(">I", item)[0], i0, i1))
-                    for index, i0, i1 in items:
-                        if not 1 <= index <= len(keys):
+                                items.append((item, i0, i1))
+                    for item, i0, i1 in items:
+                        index = struct.unpack(">I", item)[0]
+                        if 1 <= index <= len(keys):
+                            name = keys[index - 1]
+                        elif item[:1] == b"\xa9" or item.isalpha():  # iTunes-style item: its code is the key
+                            name = item.decode("latin-1")
+                        else:
                             continue
                         for dkind, d0, d1 in _atoms(fh, i0, i1):
                             if dkind == b"data" and d1 - d0 <= 4096:
                                 fh.seek(d0)
                                 value = _data_value(fh.read(d1 - d0))
                                 if value is not None:
-                                    out[keys[index - 1]] = value
+                                    out[name] = value
                                 break
                 elif kind in _CONTAINERS and depth < 6:
-                    walk(a, b, depth + 1)
+                    walk(a, b, depth + 1, kind)
 
         walk(0, size, 0)
     return out
@@ -257,12 +319,16 @@ def read_video_metadata(path: str | Path) -> CameraMetadata | None:
     except OSError:
         return None
     f35 = keys.get(QT_FOCAL_35MM)
-    make, model = keys.get(QT_MAKE), keys.get(QT_MODEL)
-    if f35 is None and make is None and model is None:
+    make_key = next((k for k in VIDEO_MAKE_KEYS if _text(keys.get(k))), None)
+    model_key = next((k for k in VIDEO_MODEL_KEYS if _text(keys.get(k))), None)
+    if f35 is None and make_key is None and model_key is None:
         return None
     f35_value = _rational(f35) if not isinstance(f35, str) else _rational(f35.strip())
-    return CameraMetadata(str(path), "quicktime", str(make) if make else None, str(model) if model else None,
-                          None, f35_value)
+    lens = _text(keys.get(VIDEO_CAMERA_KEYS[1]))
+    return CameraMetadata(str(path), "quicktime", _text(keys.get(make_key)) if make_key else None,
+                          _text(keys.get(model_key)) if model_key else None, None, f35_value, lens_model=lens,
+                          camera_position=camera_position(*(keys.get(k) for k in VIDEO_CAMERA_KEYS)),
+                          make_model_key="/".join(dict.fromkeys(k for k in (make_key, model_key) if k)) or None)
 
 
 def read_camera_metadata(path: str | Path) -> CameraMetadata | None:

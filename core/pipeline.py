@@ -110,8 +110,7 @@ class TrackingPipeline:
                  undistort: Callable[[np.ndarray], np.ndarray] | None = None, with_mesh: bool = False):
         self.source, self.tracker = source, tracker
         self.landmarker_options = landmarker_options or LandmarkerOptions(running_mode="video")
-        # None: the tracker's own regressor prior when the session attached one (core.session.attach_regressor).
-        self.prior_fn = prior_fn if prior_fn is not None else getattr(tracker, "regressor_prior", None)
+        self.prior_fn = prior_fn  # per-frame FramePrior (e.g. core.regressor.RegressorPrior); None: landmarks only
         self.pipelined = pipelined
         self.max_frames = max_frames
         self.stop = stop or threading.Event()

@@ -52,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from core.distortion import LensDistortion, intrinsics_from_opencv, opencv_camera_matrix
+from core.camera import intrinsics_from_opencv, opencv_camera_matrix, resize_intrinsics
+from core.distortion import LensDistortion
 
 PROFILE_FORMAT = "flamecam.camera_profile"
 PROFILE_VERSION = 1
@@ -163,12 +164,12 @@ class CameraProfile:
                 f"the sensor, so the calibration does not carry over; calibrate at this resolution "
                 f"(flamecam calibrate ... --name {self.name!r})")
         sx, sy = size[0] / self.image_size[0], size[1] / self.image_size[1]
-        fx, fy, cx, cy = self.intrinsics
         unc = dict(self.uncertainty)
         for key, s in (("fx", sx), ("fy", sy), ("cx", sx), ("cy", sy)):
             if unc.get(key) is not None:
                 unc[key] = unc[key] * s
-        return replace(self, image_size=size, intrinsics=(fx * sx, fy * sy, cx * sx, cy * sy), uncertainty=unc,
+        intrinsics = tuple(float(v) for v in resize_intrinsics(np.asarray(self.intrinsics, np.float64), sx, sy))
+        return replace(self, image_size=size, intrinsics=intrinsics, uncertainty=unc,
                        scaled_from=self.image_size)
 
     def describe(self) -> str:
@@ -501,6 +502,16 @@ def export_npz(profile: CameraProfile, path: str | Path) -> Path:
 # --- which camera is this? ------------------------------------------------------------------------
 
 
+def webcam_device_name(index: int) -> str | None:
+    """The device name the OS reports for OpenCV camera ``index`` (Linux: ``/sys/class/video4linux/
+    videoN/name``, e.g. "HD Pro Webcam C920"); None when it cannot be read (other systems, no device)."""
+    try:
+        text = Path(f"/sys/class/video4linux/video{int(index)}/name").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
 def camera_name_for_source(source) -> str | None:
     """A stable name for the camera behind a frame source, to look its profile up.
 
@@ -511,14 +522,7 @@ def camera_name_for_source(source) -> str | None:
     from core.sources import ImageFolderSource, VideoFileSource, WebcamSource  # noqa: PLC0415
 
     if isinstance(source, WebcamSource):
-        sys_name = Path(f"/sys/class/video4linux/video{source.index}/name")
-        try:
-            text = sys_name.read_text().strip()
-            if text:
-                return text
-        except OSError:
-            pass
-        return f"webcam:{source.index}"
+        return webcam_device_name(source.index) or f"webcam:{source.index}"
     if isinstance(source, (ImageFolderSource, VideoFileSource)):
         from core.metadata import read_camera_metadata  # noqa: PLC0415
 

@@ -107,6 +107,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from core.constants import FOCAL_STATES, NUM_LANDMARKS, TRACKING_STATES  # state codes are the index
+
 MAGIC = b"\x89FCREC\r\n"
 VERSION_MAJOR, VERSION_MINOR = 1, 0
 SCHEMA_VERSION = 1
@@ -120,11 +122,8 @@ MAX_PAYLOAD = 1 << 30  # a larger length field can only be damage
 KIND_META, KIND_IDENTITY, KIND_FRAME, KIND_END = 1, 2, 3, 4
 KIND_NAMES = {KIND_META: "metadata", KIND_IDENTITY: "identity", KIND_FRAME: "frame", KIND_END: "end"}
 
-# Same names and order as core.tracker's FOCAL_STATES / TRACKING_STATES; the code is the index.
-FOCAL_STATES: tuple[str, ...] = ("fixed", "not_observable", "estimating", "converged")
-TRACKING_STATES: tuple[str, ...] = ("tracking", "lost", "reacquired", "no_face")
 CAMERA_MODES = ("perspective", "ortho")
-DEFAULT_LANDMARK_COUNT = 478
+DEFAULT_LANDMARK_COUNT = NUM_LANDMARKS
 
 # Per-frame vectors and scalars (the float32 ones) in file order; see the layout table above.
 _VECTOR_FIELDS = (("jaw_pose", 3), ("neck_pose", 3), ("eyes_pose", 6), ("rotation", 3), ("translation", 3))
@@ -655,13 +654,18 @@ class Recording:
     identity_shape: np.ndarray  # (K, S)
     complete: bool  # the END record was read: the writer closed normally
     discarded_bytes: int  # bytes after the last good record (truncated or corrupt tail)
-    stop_reason: str  # why reading stopped early ("" when it did not)
+    stop_reason: str  # why reading stopped early, or why the run did ("" when neither)
     summary: dict[str, Any] | None
     skipped_records: int = 0  # records of unknown kinds (written by a newer minor version)
 
     PER_FRAME = ("frame_index", "timestamp_s", "expr", "jaw_pose", "neck_pose", "eyes_pose", "rotation",
                  "translation", "fx", "fy", "cx", "cy", "rho_per_m", "focal_sigma_px", "fit_error_px", "confidence",
                  "scale_px_per_m", "focal_state", "tracking_state", "landmarks_px", "shape_per_frame")
+
+    @property
+    def interrupted(self) -> bool:
+        """The run that wrote this file was stopped by Ctrl+C or SIGTERM (the file itself is intact)."""
+        return self.summary is not None and self.summary.get("ended_by") == "interrupted"
 
     def __len__(self) -> int:
         return int(self.frame_index.shape[0])
@@ -722,7 +726,8 @@ class Recording:
         duration = float(self.timestamp_s[-1] - self.timestamp_s[0]) if len(self) else 0.0
         lines = [
             f"{self.path}: {len(self)} frames, {duration:.2f} s, "
-            + ("complete" if self.complete else "INCOMPLETE (the writer did not close: crash, kill or full disk)"),
+            + ("complete" if self.complete else "INCOMPLETE (the writer did not close: crash, kill or full disk)")
+            + (" (the run was interrupted)" if self.interrupted else ""),
             f"  model: {m.model_kind} {m.model_name} ({m.model_path}, sha256 {m.model_sha256[:12] or '?'}), "
             f"{m.num_shape} shape / {m.num_expr} expression coefficients",
             f"  image {m.image_width}x{m.image_height}, source {m.source or '?'}, camera {m.camera_mode}, "
@@ -891,6 +896,8 @@ def _assemble(path, meta_dict, table, identities, summary, pos, size, stop_reaso
         shape_per_frame[has] = id_shape[order][pick[has]]
     known = {f.name for f in fields(Recording)}
     per_frame = {k: v for k, v in arrays.items() if k in known}
+    if not stop_reason and summary is not None and summary.get("ended_by") == "interrupted":
+        stop_reason = "the run was interrupted (Ctrl+C or SIGTERM); the file is intact up to there"
     return Recording(
         path=path, meta=meta, meta_dict=meta_dict, **per_frame, landmarks_px=landmarks,
         shape=id_shape[-1].copy() if identities else np.zeros(num_shape, np.float32),

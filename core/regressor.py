@@ -12,7 +12,7 @@ prior: :class:`RegressorPrior` is the ``TrackingPipeline`` ``prior_fn``; it keep
 running estimate of the sequence's focal length (median of the per-frame log-focal predictions,
 bias-corrected) with a σ that shrinks with frames only as far as the validation sequences showed
 (:class:`FocalAggregator`; the error is largely identity-specific, so frames of one face are not
-independent), and hands it to the tracker every few frames via ``Tracker.set_focal_prior``.
+independent), and passes it to the tracker in each frame's ``FramePrior.focal``.
 
 Lookup (:func:`find_regressor`): an explicit path > the user cache (per model-file hash,
 ``<cache>/regressors/<sha256>-<camera mode>.onnx``, where ``flamecam train-regressor`` installs
@@ -89,8 +89,7 @@ class RegressorOutput:
         fx, fy, cx, cy = (float(v) for v in intrinsics)
         depth = fx / self.scale_px_per_m
         centre = np.array([(self.head_center_px[0] - cx) / fx * depth, (self.head_center_px[1] - cy) / fy * depth, depth])
-        rot_cam = camera.AXES_MODEL_TO_CAMERA.numpy().astype(np.float64) @ self.rotation_matrix
-        return centre, centre - rot_cam @ self.model_head_center
+        return centre, camera.translation_for_center(self.model_head_center, self.rotation_matrix, centre)
 
 
 @dataclass(frozen=True)
@@ -338,20 +337,22 @@ class FocalAggregator:
 
 
 class RegressorPrior:
-    """``TrackingPipeline(prior_fn=...)``: per-frame :class:`core.tracker.FramePrior` from the regressor,
-    and the sequence-level focal prior handed to the tracker every ``update_every`` frames."""
+    """``TrackingPipeline(prior_fn=...)``: the regressor's :class:`core.tracker.FramePrior` for each frame.
 
-    def __init__(self, tracker, regressor: Regressor, update_every: int = 10):
-        self.tracker, self.regressor = tracker, regressor
+    The prior carries the frame's pose (placed by the tracker with its own camera) and expression,
+    and, when the focal length is estimated, the sequence-level focal belief so far
+    (:class:`FocalAggregator`), renewed every ``update_every`` frames; the tracker fuses it with
+    its other evidence (``Tracker.step`` reads ``FramePrior.focal``).
+    """
+
+    def __init__(self, regressor: Regressor, estimate_focal: bool = True, update_every: int = 10):
+        self.regressor = regressor
+        self.estimate_focal = estimate_focal and regressor.camera_mode == "perspective"
         self.update_every = max(1, int(update_every))
         self.focal = FocalAggregator(regressor)
         self.last: RegressorOutput | None = None
+        self._belief = None
         self._since_update = 0
-
-    @property
-    def uses_focal(self) -> bool:
-        return (self.regressor.camera_mode == "perspective" and not self.tracker.focal_fixed
-                and not self.tracker.ortho)
 
     def __call__(self, landmarks) -> "object | None":
         from core.tracker import FocalPrior, FramePrior  # noqa: PLC0415
@@ -360,16 +361,14 @@ class RegressorPrior:
         if out is None:
             return None
         self.last = out
-        focal_prior = None
-        if self.uses_focal:
+        if self.estimate_focal:
             self.focal.add(out.focal_px)
             self._since_update += 1
-            if self.focal.count == 1 or self._since_update >= self.update_every:
+            if self._belief is None or self._since_update >= self.update_every:
                 focal_px, sigma = self.focal.estimate()
-                focal_prior = FocalPrior(focal_px, sigma, source="regressor")
-                self.tracker.set_focal_prior(focal_prior)
+                self._belief = FocalPrior(focal_px, sigma, source="regressor",
+                                          detail=f"regressor, {self.focal.count} frames")
                 self._since_update = 0
-        # Place the head with the tracker's own camera (its focal may differ from this frame's).
-        _, translation = out.placement(self.tracker.intrinsics())
-        return FramePrior(rotation=out.rotation, translation=translation, expr=out.expr, jaw_pose=out.jaw_pose,
-                          shape=out.shape, focal=focal_prior)
+        return FramePrior(rotation=out.rotation, head_center_px=out.head_center_px,
+                          scale_px_per_m=out.scale_px_per_m, expr=out.expr, jaw_pose=out.jaw_pose,
+                          focal=self._belief)

@@ -36,7 +36,6 @@ from pathlib import Path
 import moderngl
 import numpy as np
 import scipy.sparse
-import torch
 
 from core.camera import opengl_projection
 
@@ -243,17 +242,22 @@ def save_png(path: str | Path, rgb: np.ndarray) -> None:
         raise OSError(f"could not write {path} (missing folder, full disk or no permission?)")
 
 
-def _as_float32(array, name: str, shape_tail: tuple[int, ...]) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
+def _numpy(array) -> np.ndarray:
+    """A numpy view of an array or a torch tensor (without importing torch: the GUI draws with this)."""
+    if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
-    out = np.ascontiguousarray(array, dtype=np.float32)
+    return np.asarray(array)
+
+
+def _as_float32(array, name: str, shape_tail: tuple[int, ...]) -> np.ndarray:
+    out = np.ascontiguousarray(_numpy(array), dtype=np.float32)
     if out.ndim != 1 + len(shape_tail) or out.shape[1:] != shape_tail:
         raise ValueError(f"{name} must be (N, {', '.join(map(str, shape_tail))}), got {out.shape}")
     return out
 
 
 def _colors(color, count: int, name: str) -> np.ndarray:
-    c = np.asarray(color.detach().cpu() if isinstance(color, torch.Tensor) else color, dtype=np.float32)
+    c = _numpy(color).astype(np.float32)
     if c.shape == (3,):
         c = np.broadcast_to(c, (count, 3))
     if c.shape != (count, 3):
@@ -356,17 +360,16 @@ class MeshRenderer:
         framebuffer pixels of the viewport the image fills (default: the image size); line
         widths and point sizes are in these pixels.
         """
-        k = torch.as_tensor(np.asarray(intrinsics.detach().cpu() if isinstance(intrinsics, torch.Tensor) else intrinsics,
-                                       dtype=np.float64))
-        if k.shape != (4,) or not torch.isfinite(k).all() or (k[:2] <= 0).any():
+        k = _numpy(intrinsics).astype(np.float64)
+        if k.shape != (4,) or not np.isfinite(k).all() or (k[:2] <= 0).any():
             raise ValueError(f"intrinsics must be finite (fx, fy, cx, cy) with fx, fy > 0, got {k.tolist()}")
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         if not 0 < near_m < far_m:
             raise ValueError(f"need 0 < near_m < far_m, got {near_m}, {far_m}")
         matrix = opengl_projection(k, width, height, near_m, far_m, first_row_is_top=first_row_is_top)
-        self._projection = np.ascontiguousarray(matrix.numpy().T, dtype=np.float32)  # GL is column-major
-        self._intrinsics = k.numpy()
+        self._projection = np.ascontiguousarray(matrix.T, dtype=np.float32)  # GL is column-major
+        self._intrinsics = k
         self._viewport_px = tuple(viewport_px) if viewport_px is not None else (int(width), int(height))
         self._first_row_is_top = first_row_is_top
         for name in ("mesh", "wireframe", "points"):
@@ -398,7 +401,7 @@ class MeshRenderer:
 
     def _gpu_mesh(self, vertices_cam, faces) -> tuple[_GpuMesh, np.ndarray]:
         vertices = _as_float32(vertices_cam, "vertices_cam", (3,))
-        faces_np = np.asarray(faces.detach().cpu() if isinstance(faces, torch.Tensor) else faces)
+        faces_np = _numpy(faces)
         if faces_np.ndim != 2 or faces_np.shape[1] != 3 or not np.issubdtype(faces_np.dtype, np.integer):
             raise ValueError(f"faces must be (F, 3) integers, got {faces_np.shape} {faces_np.dtype}")
         key = (len(vertices), faces_np.shape, faces_np.dtype.str, faces_np.ctypes.data)

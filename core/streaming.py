@@ -259,31 +259,12 @@ def check_target(target: StreamTarget, model: StreamModel) -> None:
 # --- pose -----------------------------------------------------------------------------------------
 
 
-def rotation_matrix(rotation_aa: np.ndarray) -> np.ndarray:
-    """(3,) axis-angle -> (3, 3) rotation matrix (float64; OpenCV's Rodrigues, as the tracker's outputs)."""
-    import cv2  # noqa: PLC0415
+def head_center_cam(rotation_aa, translation_m, head_center_model) -> np.ndarray:
+    """(3,) camera-space head centre of a pose (``core.camera.head_center_cam``), float64."""
+    from core import camera  # noqa: PLC0415
 
-    return cv2.Rodrigues(np.asarray(rotation_aa, np.float64).reshape(3, 1))[0]
-
-
-def axis_angle_to_quaternion(rotation_aa: np.ndarray) -> np.ndarray:
-    """(3,) axis-angle (rad) -> (4,) unit quaternion x, y, z, w with w >= 0 (Unity's component order)."""
-    aa = np.asarray(rotation_aa, np.float64)
-    angle = float(np.linalg.norm(aa))
-    # sin(θ/2)/θ -> 1/2 as θ -> 0
-    scale = math.sin(angle / 2) / angle if angle > 1e-8 else 0.5 - angle * angle / 48
-    quat = np.array([*(aa * scale), math.cos(angle / 2)])
-    return quat if quat[3] >= 0 else -quat
-
-
-def head_center_cam(rotation_aa: np.ndarray, translation_m: np.ndarray, head_center_model: np.ndarray) -> np.ndarray:
-    """(3,) camera-space head centre of a pose, ``core.camera``'s placement ``AXES·R·c + t`` in numpy
-    (float64; the torch version costs ~0.5 ms of the sender thread's GIL time per frame)."""
-    from core.camera import AXES_MODEL_TO_CAMERA  # noqa: PLC0415  (torch: not at import, the GUI imports this)
-
-    axes = AXES_MODEL_TO_CAMERA.double().numpy()
-    return axes @ rotation_matrix(rotation_aa) @ np.asarray(head_center_model, np.float64) + \
-        np.asarray(translation_m, np.float64)
+    rotation = camera.axis_angle_to_matrix(np.asarray(rotation_aa, np.float64))
+    return camera.head_center_cam(head_center_model, rotation, np.asarray(translation_m, np.float64))
 
 
 def vmc_head_pose(rotation_aa: np.ndarray, center_cam: np.ndarray, reference_cam: np.ndarray,
@@ -297,12 +278,15 @@ def vmc_head_pose(rotation_aa: np.ndarray, center_cam: np.ndarray, reference_cam
     ``R_unity = M·R·M`` with the reflection ``M = UNITY_FROM_MODEL``; conjugating a rotation by a
     reflection turns its axis-angle ``a`` into ``-M·a``. Mirroring conjugates by ``M`` once more.
     """
+    from core.export_gltf import axis_angle_to_quaternion_xyzw  # noqa: PLC0415
+
     rotation_unity = -UNITY_FROM_MODEL @ np.asarray(rotation_aa, np.float64)
     position = UNITY_FROM_CAMERA @ (np.asarray(center_cam, np.float64) - np.asarray(reference_cam, np.float64))
     if mirror:  # reflect across the avatar's sagittal plane (x -> -x)
         rotation_unity = -UNITY_FROM_MODEL @ rotation_unity
         position = UNITY_FROM_MODEL @ position
-    return position, axis_angle_to_quaternion(rotation_unity)
+    quat = axis_angle_to_quaternion_xyzw(rotation_unity)
+    return position, quat if quat[3] >= 0 else -quat
 
 
 def has_pose(track) -> bool:
@@ -354,6 +338,7 @@ class VmcEncoder:
         self._blend_prefixes = [osc_message("/VMC/Ext/Blend/Val", "sf", name, 0.0)[:-4] for name in self.blend_names]
         self._apply = osc_message("/VMC/Ext/Blend/Apply")
         self.reference_cam: np.ndarray | None = None
+        from core import export_gltf  # noqa: F401,PLC0415  (its quaternion; imported now, not on a live frame)
 
     def recenter(self) -> None:
         self.reference_cam = None

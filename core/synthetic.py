@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from core import camera
 from core.sources import Frame, FrameSource, SourceError, parse_options
@@ -161,11 +160,7 @@ class GroundTruth:
 
 def _euler_to_axis_angle(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Degrees about model y (yaw), x (pitch), z (roll) -> axis-angle (R = Ry·Rx·Rz)."""
-    def aa(axis, deg):
-        return camera.axis_angle_to_matrix(torch.tensor(axis, dtype=torch.float64) * math.radians(deg))
-
-    rot = aa([0, 1, 0], yaw) @ aa([1, 0, 0], pitch) @ aa([0, 0, 1], roll)
-    return camera.matrix_to_axis_angle(rot).numpy().astype(np.float32)
+    return camera.euler_to_axis_angle(math.radians(yaw), math.radians(pitch), math.radians(roll)).astype(np.float32)
 
 
 def _pulse(t: float, period: float, phase: float, blink: bool) -> float:
@@ -212,8 +207,8 @@ class Trajectory:
                 expr = (a @ self._random_expr).astype(np.float32) * 0.5
                 jaw[0] = 0.15 * max(0.0, math.sin(w * 0.9 * moving))
         center_cam = np.array([sway[0], sway[1], depth], np.float32)
-        rot_cam = camera.rotation_model_to_camera(torch.as_tensor(rotation, dtype=torch.float64)).numpy()
-        translation = (center_cam - rot_cam @ self.head.head_center).astype(np.float32)
+        translation = camera.translation_for_center(self.head.head_center, camera.axis_angle_to_matrix(rotation),
+                                                    center_cam).astype(np.float32)
         return GroundTruth(
             shape=self.shape, expr=expr, rotation=rotation, translation=translation, neck_pose=np.zeros(3, np.float32),
             jaw_pose=jaw, eyes_pose=np.zeros(6, np.float32), intrinsics=self.intrinsics,
@@ -234,8 +229,9 @@ class SyntheticSource(FrameSource):
         self.fps = opts.fps
         self.num_frames = opts.frames
         self.is_live = opts.realtime
-        self.name = "synthetic:" + ",".join(f"{f.name}={getattr(opts, f.name)}" for f in dataclasses.fields(opts)
-                                            if getattr(opts, f.name) != f.default)
+        changed = ",".join(f"{f.name}={getattr(opts, f.name)}" for f in dataclasses.fields(opts)
+                           if getattr(opts, f.name) != f.default)
+        self.name = f"synthetic:{changed}" if changed else "synthetic"
         self._scene = None
 
     def _scene_or_new(self):

@@ -365,7 +365,7 @@ def test_solver_escapes_flipped_board_poses():
     """Strong barrel distortion through a narrow lens: OpenCV's distortion-free start puts some border views
     on the wrong side of the planar pose ambiguity and its solver stops in a local minimum; the second
     start (grown from the large views) finds the camera."""
-    import core.calibration as calibration
+    import core.calibration.solve as calibration
 
     size, f = SIZE, 1600.0
     intr = (f, f, 318.0, 241.0)
@@ -383,7 +383,7 @@ def test_solver_escapes_flipped_board_poses():
 def test_select_views_prefers_informative_views():
     """From 60 random views of a narrow lens, the 12 the information-based selection picks pin the camera
     down better than 12 merely well-spread ones (farthest-point on position / size / tilt)."""
-    import core.calibration as calibration
+    import core.calibration.views as calibration
 
     intr = (1600.0, 1600.0, 322.0, 243.0)
     lens = LensDistortion.opencv(-0.5, 0.0)

@@ -90,7 +90,8 @@ def test_widget_shows_refusals(widget, frames):
 
 def test_intrinsics_status_label(qtbot, tmp_path, monkeypatch):
     from core.profiles import CameraProfile, save_profile
-    from core.session import SessionOptions, resolve_intrinsics
+    from core.intrinsics import resolve_intrinsics
+    from core.session import SessionOptions
     from ui.calibration import IntrinsicsStatusLabel
 
     monkeypatch.setenv("FLAMECAM_CONFIG", str(tmp_path / "config"))

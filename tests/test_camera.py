@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,20 +124,91 @@ def test_crop_and_resize_round_trips_and_agree_with_points():
 
 
 def test_opengl_projection_matches_pinhole():
-    intr = torch.tensor([700.0, 650.0, 300.0, 260.0])
+    intr = np.array([700.0, 650.0, 300.0, 260.0])
     width, height = 640, 480
-    pts = torch.tensor([[0.05, -0.03, 0.8], [-0.1, 0.08, 1.5]])
+    pts = np.array([[0.05, -0.03, 0.8], [-0.1, 0.08, 1.5]])
     uv = camera.project_perspective(pts, intr)
     for top in (True, False):
-        clip = torch.cat([pts, torch.ones(2, 1)], 1) @ camera.opengl_projection(intr, width, height, first_row_is_top=top).T
+        clip = np.concatenate([pts, np.ones((2, 1))], 1) @ camera.opengl_projection(intr, width, height,
+                                                                                  first_row_is_top=top).T
         ndc = clip[:, :3] / clip[:, 3:]
         u = (ndc[:, 0] + 1) / 2 * width
         row = (ndc[:, 1] + 1) / 2 * height  # framebuffer row counted from row 0
         v = row if top else height - row
-        torch.testing.assert_close(torch.stack([u, v], 1), uv, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(np.stack([u, v], 1), uv, atol=1e-3, rtol=0)
         assert ((ndc[:, 2] > -1) & (ndc[:, 2] < 1)).all()
 
 
 def test_default_intrinsics_centre():
     intr = camera.default_intrinsics(900.0, 640, 480)
     assert intr.tolist() == [900.0, 900.0, 320.0, 240.0]
+
+
+def _both(*arrays):
+    """The same float64 values as torch tensors and as numpy arrays."""
+    return [torch.as_tensor(a, dtype=torch.float64) for a in arrays], [np.asarray(a, np.float64) for a in arrays]
+
+
+@pytest.mark.parametrize("name, args", [
+    ("axis_angle_to_matrix", (np.random.default_rng(1).normal(size=(4, 3)),)),
+    ("matrix_to_axis_angle", (camera.axis_angle_to_matrix(np.random.default_rng(2).normal(size=(4, 3))),)),
+    ("rotation_model_to_camera", (np.random.default_rng(3).normal(size=(4, 3)),)),
+    ("intrinsics_matrix", (np.array([[800.0, 810, 320, 240]]),)),
+    ("opencv_camera_matrix", (np.array([800.0, 810, 320, 240]),)),
+    ("intrinsics_from_opencv", (camera.opencv_camera_matrix(np.array([800.0, 810, 320, 240])),)),
+    ("project_perspective", (np.random.default_rng(4).normal(size=(2, 5, 3)) * 0.1 + [0, 0, 1],
+                             np.array([[800.0, 810, 320, 240], [500, 500, 256, 200]]))),
+    ("pixels_to_rays", (np.random.default_rng(5).uniform(0, 640, (5, 2)), np.array([800.0, 810, 320, 240]))),
+    ("flip_axes", (np.random.default_rng(6).normal(size=(5, 3)),)),
+])
+def test_numpy_and_torch_give_the_same_values(name, args):
+    """One implementation serves both array kinds (the GUI and calibration use numpy, the tracker torch)."""
+    (as_torch, as_numpy) = _both(*args)
+    fn = getattr(camera, name)
+    out_torch, out_numpy = fn(*as_torch), fn(*as_numpy)
+    assert isinstance(out_torch, torch.Tensor) and isinstance(out_numpy, np.ndarray)
+    np.testing.assert_allclose(out_torch.numpy(), out_numpy, rtol=1e-12, atol=1e-12)
+
+
+def test_backproject_inverts_projection_and_placement_inverts_centre():
+    rng = np.random.default_rng(7)
+    intr = np.array([900.0, 905.0, 330.0, 250.0])
+    pts = rng.normal(size=(20, 3)) * 0.1 + [0.0, 0.0, 0.8]
+    uv = camera.project_perspective(pts, intr)
+    np.testing.assert_allclose(camera.backproject(uv, pts[:, 2], intr), pts, atol=1e-12)
+    rot = camera.axis_angle_to_matrix(rng.normal(size=(6, 3)) * 0.5)
+    centre_model = np.array([0.0, 0.03, 0.08])
+    centre_cam = rng.normal(size=(6, 3)) * 0.1 + [0, 0, 0.6]
+    t = camera.translation_for_center(centre_model, rot, centre_cam)
+    np.testing.assert_allclose(camera.head_center_cam(centre_model, rot, t), centre_cam, atol=1e-12)
+    # The same placement as model_to_camera of the head centre itself.
+    aa = camera.matrix_to_axis_angle(rot)
+    placed = np.stack([camera.model_to_camera(centre_model[None], t[i], aa[i])[0] for i in range(6)])
+    np.testing.assert_allclose(placed, centre_cam, atol=1e-12)
+
+
+def test_euler_angles_compose_yaw_pitch_roll():
+    yaw, pitch, roll = 0.3, -0.2, 0.1
+    aa = camera.euler_to_axis_angle(yaw, pitch, roll)
+    about = lambda axis, a: camera.axis_angle_to_matrix(np.eye(3)[axis] * a)  # noqa: E731
+    np.testing.assert_allclose(camera.axis_angle_to_matrix(aa), about(1, yaw) @ about(0, pitch) @ about(2, roll),
+                               atol=1e-12)
+    batch = camera.euler_to_axis_angle(torch.tensor([yaw, 0.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
+                                       torch.zeros(2, dtype=torch.float64))
+    np.testing.assert_allclose(batch[0].numpy(), [0.0, yaw, 0.0], atol=1e-12)
+
+
+def test_camera_math_does_not_load_torch_for_numpy_callers():
+    """The GUI thread draws with core.camera / core.render / core.distortion: none of them may pull in torch."""
+    import subprocess
+    import sys
+    script = ("import sys, numpy as np\n"
+              "import core.camera as c, core.render, core.distortion\n"
+              "c.model_to_camera(np.zeros((1, 3)), np.array([0, 0, 1.0]), np.array([0.1, 0, 0]))\n"
+              "c.opengl_projection(np.array([500.0, 500, 320, 240]), 640, 480)\n"
+              "print('torch' in sys.modules)\n")
+    from pathlib import Path
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.camera import intrinsics_from_opencv, opencv_camera_matrix
 from core.distortion import (LensDistortion, LensRemap, Undistorter, distort_points, distort_vertices_cam,
-                             intrinsics_from_opencv, max_displacement_px, opencv_camera_matrix, pixel_centres,
-                             undistort_points)
+                             max_displacement_px, pixel_centres, undistort_points)
 
 INTR = (480.0, 483.0, 327.4, 236.9)
 SIZE = (640, 480)

@@ -127,3 +127,30 @@ def test_camera_unplugged_mid_run_is_reported_and_the_recording_kept(app_window,
     rec = load(controller.recordings[0].path)
     assert rec.complete and len(rec) == controller.recordings[0].frames >= 1
     assert window.isVisible() and not window.record_panel.button.isEnabled()
+
+
+def test_the_app_and_the_cli_build_the_same_tracker_for_the_same_settings(app_window):
+    """One session builder: for the same source, model and camera settings, `flamecam track` and the app
+    hand the tracker identical options (core.session.tracker_options on core.intrinsics.resolve_intrinsics)."""
+    import argparse
+
+    from app import cmd_track
+    from core.intrinsics import resolve_intrinsics
+    from core.session import tracker_options
+
+    class Src:
+        size, name = (640, 480), "synthetic"
+
+    window, controller = app_window(source="synthetic")
+    for cli_flags, panel in ((["--fov", "62"], dict(mode="fov", fov_deg=62.0)),
+                             (["--focal", "900"], dict(mode="focal", focal_px=900.0)),
+                             ([], dict(mode="auto"))):
+        parser = argparse.ArgumentParser()
+        cmd_track.add_arguments(parser)
+        cli = cmd_track.session_options(parser.parse_args(["synthetic", "--no-profile", *cli_flags]))
+        window.camera_panel.set_mode(panel.pop("mode"), **panel)
+        window.camera_panel.set_profile("none")
+        gui = controller.options()
+        assert gui.source == cli.source == "synthetic"
+        built = [tracker_options(o, resolve_intrinsics(o, Src(), log=lambda *_: None), Src.size) for o in (cli, gui)]
+        assert built[0] == built[1], (cli_flags, built)

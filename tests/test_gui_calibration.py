@@ -206,7 +206,7 @@ def test_lens_profile_undistorts_in_the_worker_and_the_overlay_matches_the_video
         (info,) = got.infos
         plan = info.plan
         assert plan.mode == "profile" and plan.profile.name == LENS_PROFILE and info.focal_mode == "profile"
-        hook = worker._context["pipeline"].undistort  # noqa: SLF001  (what the engine was given)
+        hook = worker._session.pipeline.undistort  # noqa: SLF001  (what the engine was given)
         assert hook is not None and hook.lens == plan.lens
         path = tmp_path / "lens.fcrec"
         worker.start_recording(path)

@@ -394,7 +394,7 @@ def test_flamecam_without_display_runs_the_headless_tracker(monkeypatch, tmp_pat
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("sys.platform", "linux")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("core.session.list_webcams", lambda: [])
+    monkeypatch.setattr("core.sources.list_webcams", lambda: [])
     seen: list[argparse.Namespace] = []
     monkeypatch.setattr(cmd_track, "run", lambda args: seen.append(args) or 0)
     assert cmd_gui.run_default() == 0
@@ -404,7 +404,7 @@ def test_flamecam_without_display_runs_the_headless_tracker(monkeypatch, tmp_pat
     # `flamecam gui` without a display says what to do instead
     parser = argparse.ArgumentParser()
     cmd_gui.add_arguments(parser)
-    assert cmd_gui.run(parser.parse_args([])) == cmd_gui.EXIT_BAD_INPUT
+    assert cmd_gui.run(parser.parse_args([])) == 2  # app.exit_codes.EXIT_BAD_INPUT
 
 
 def test_flamecam_with_display_opens_the_app(monkeypatch):
@@ -422,4 +422,4 @@ def test_flamecam_with_display_opens_the_app(monkeypatch):
     assert cmd_gui.run(args) == 0
     options, kw = calls[1]
     assert kw["source"] == "synthetic:focal=900,realtime=1" and kw["model"] == "m.pkl" and kw["camera_mode"] == "ortho"
-    assert cmd_gui.run(parser.parse_args(["--focal", "-3"])) == cmd_gui.EXIT_BAD_INPUT
+    assert cmd_gui.run(parser.parse_args(["--focal", "-3"])) == 2  # app.exit_codes.EXIT_BAD_INPUT

@@ -258,7 +258,7 @@ def test_pipeline_reads_on_demand_sources_only_when_the_tracker_is_ready(on_dema
 def test_process_source_serves_the_newest_frame_and_cleans_up():
     import time
 
-    from app.process_source import ProcessSource
+    from core.process_source import ProcessSource
 
     source = ProcessSource("synthetic:realtime=1,fps=30,still=0")  # moving from the first frame
     try:

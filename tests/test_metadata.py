@@ -140,3 +140,91 @@ def test_videos_without_keys_and_garbage(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:-6])
     assert read_quicktime_keys(truncated) == {}  # the moov atom runs past the end: ignored, no crash
     assert read_camera_metadata(truncated) is None
+
+
+# --- which device made a video: Android keys, udta/meta, ©mak/©mod ---------------------------------------
+
+
+def _keys_meta(entries: dict, iso: bool) -> bytes:
+    """A 'meta' atom with mdta keys and their ilst items; ``iso``: a full box (version/flags) as in udta."""
+    keys = b"".join(struct.pack(">I", 8 + len(k.encode())) + b"mdta" + k.encode() for k in entries)
+    items = b""
+    for i, value in enumerate(entries.values(), start=1):
+        items += _atom(struct.pack(">I", i), _atom(b"data", struct.pack(">II", 1, 0) + value.encode()))
+    body = _atom(b"hdlr", b"\0" * 8 + b"mdta" + b"\0" * 13) + _atom(b"keys", struct.pack(">II", 0, len(entries)) + keys)
+    return _atom(b"meta", (b"\0" * 4 if iso else b"") + body + _atom(b"ilst", items))
+
+
+def _movie(path, moov_children: bytes):
+    path.write_bytes(_atom(b"ftyp", b"mp42\0\0\0\0isommp42") + _atom(b"mdat", b"\0" * 3000)
+                     + _atom(b"moov", _atom(b"mvhd", b"\0" * 100) + moov_children))
+    return path
+
+
+@pytest.mark.parametrize("in_udta", [False, True])
+def test_android_manufacturer_and_model_keys(tmp_path, in_udta):
+    # as AOSP's MPEG4Writer writes them: UTF-8 strings with their trailing NUL
+    meta = _keys_meta({"com.android.version": "14\0", "com.android.manufacturer": "samsung\0",
+                       "com.android.model": "SM-S711B\0"}, iso=in_udta)
+    path = _movie(tmp_path / "android.mp4", _atom(b"udta", meta) if in_udta else meta)
+    keys = read_quicktime_keys(path)
+    assert keys["com.android.model"] == "SM-S711B" and keys["com.android.version"] == "14"
+    meta = read_camera_metadata(path)
+    assert (meta.make, meta.model, meta.is_video) == ("samsung", "SM-S711B", True)
+    assert meta.make_model_key == "com.android.manufacturer/com.android.model"
+    assert meta.focal_estimate((1920, 1080)) is None  # names the device, not the focal length
+    from core.camera_table import camera_table_evidence_for_file
+
+    match = camera_table_evidence_for_file(path, (1080, 1920))
+    assert match is not None and "S23 FE" in match.camera and "stabilisation" in match.mode
+
+
+def _intl_text(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack(">HH", len(raw), 0x55C4) + raw  # QuickTime international text, language 'und'
+
+
+def test_udta_copyright_make_and_model_atoms(tmp_path):
+    udta = _atom(b"udta", _atom(b"\xa9mak", _intl_text("Google")) + _atom(b"\xa9mod", _intl_text("Pixel 8"))
+                 + _atom(b"\xa9xyz", _intl_text("+48.8577+002.2950/")))
+    path = _movie(tmp_path / "legacy.mov", udta)
+    keys = read_quicktime_keys(path)
+    assert keys["\u00a9mak"] == "Google" and keys["\u00a9xyz"].startswith("+48.85")
+    meta = read_camera_metadata(path)
+    assert (meta.make, meta.model, meta.make_model_key) == ("Google", "Pixel 8", "\u00a9mak/\u00a9mod")
+    assert meta.camera_name == "Google Pixel 8"
+
+
+def test_itunes_style_ilst_items_and_apple_camera_side(tmp_path):
+    ilst = _atom(b"ilst", _atom(b"\xa9mak", _atom(b"data", struct.pack(">II", 1, 0) + b"Apple"))
+                 + _atom(b"\xa9mod", _atom(b"data", struct.pack(">II", 1, 0) + b"iPhone 12")))
+    mdir = _atom(b"meta", b"\0" * 4 + _atom(b"hdlr", b"\0" * 8 + b"mdir" + b"\0" * 13) + ilst)
+    path = _movie(tmp_path / "itunes.m4v", _atom(b"udta", mdir))
+    meta = read_camera_metadata(path)
+    assert (meta.make, meta.model) == ("Apple", "iPhone 12") and meta.camera_position is None
+    apple = write_quicktime(tmp_path / "front.mov", {"com.apple.quicktime.make": "Apple",
+                                                     "com.apple.quicktime.model": "iPhone 15",
+                                                     "com.apple.quicktime.camera.lens_model":
+                                                         "iPhone 15 front camera 2.69mm f/1.9"})
+    assert read_camera_metadata(apple).camera_position == "front"
+    back = write_quicktime(tmp_path / "back.mov", {"com.apple.quicktime.model": "iPhone 15",
+                                                   "com.apple.quicktime.camera.identifier": "Back"})
+    assert read_camera_metadata(back).camera_position == "main"
+
+
+def test_exif_lens_model_says_which_camera(tmp_path):
+    path = tmp_path / "front.jpg"
+    img = Image.new("RGB", (400, 300))
+    exif = Image.Exif()
+    exif[B.Make], exif[B.Model] = "Apple", "iPhone 13\x00"
+    exif.get_ifd(ExifTags.IFD.Exif)[B.LensModel] = "iPhone 13 front camera 2.71mm f/2.2"
+    img.save(path, exif=exif)
+    meta = read_camera_metadata(path)
+    assert meta.model == "iPhone 13" and meta.camera_position == "front" and not meta.is_video
+    assert meta.make_model_key == "EXIF Make/Model"
+    from core.camera_table import camera_table_evidence_for_file
+
+    assert camera_table_evidence_for_file(path, (400, 300)) is None  # Apple publishes no front-camera figure
+    main = write_jpeg(tmp_path / "main.jpg", size=(400, 300), make="Apple", model="iPhone 13")
+    match = camera_table_evidence_for_file(main, (400, 300))  # camera unknown: main figure + front class
+    assert match is not None and match.kind == "phone" and "unknown" in match.mode

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from core.distortion import LensDistortion, opencv_camera_matrix, undistort_points
+from core.camera import opencv_camera_matrix
+from core.distortion import LensDistortion, undistort_points
 from core.profiles import (PROFILE_FORMAT, CameraProfile, ProfileError, export_npz, export_opencv_yaml,
                            find_profile, import_npz, import_opencv_yaml, list_profiles, load_profile_spec,
                            profile_path, save_profile)
@@ -153,7 +154,8 @@ class _Src:
 
 
 def test_resolve_intrinsics_precedence(config_dir, tmp_path):
-    from core.session import SessionOptions, resolve_intrinsics
+    from core.intrinsics import resolve_intrinsics
+    from core.session import SessionOptions
     from tests.test_metadata import write_jpeg
 
     save_profile(make_profile(name="Canon EOS R5", size=(800, 600), intr=(700, 701, 401, 299)))
@@ -191,7 +193,8 @@ def test_resolve_intrinsics_precedence(config_dir, tmp_path):
 
 
 def test_auto_profile_refused_on_aspect_change(config_dir, tmp_path):
-    from core.session import SessionOptions, resolve_intrinsics
+    from core.intrinsics import resolve_intrinsics
+    from core.session import SessionOptions
     from core.sources import ImageFolderSource
     from tests.test_metadata import write_jpeg
 
@@ -205,7 +208,8 @@ def test_auto_profile_refused_on_aspect_change(config_dir, tmp_path):
 
 def test_recording_states_mode_and_uncertainty(config_dir):
     from core.recording import RecordingMeta
-    from core.session import SessionOptions, resolve_intrinsics
+    from core.intrinsics import resolve_intrinsics
+    from core.session import SessionOptions
 
     save_profile(make_profile())
     plan = resolve_intrinsics(SessionOptions(camera_profile="Test Cam"), _Src((1280, 720)), log=lambda *_: None)
@@ -224,13 +228,12 @@ def test_recording_states_mode_and_uncertainty(config_dir):
     assert auto["extra"]["intrinsics"]["distortion"]["model"] == "none"
 
 
-def test_make_tracker_uses_the_profile(config_dir, builtin_model):
-    from core.embedding import embedding_for
-    from core.session import SessionOptions, focal_mode, make_tracker
+def test_the_session_uses_the_profile(config_dir):
+    from core.session import SessionOptions, build_session
 
     save_profile(make_profile(name="cam", size=(640, 480), intr=(520.0, 522.6, 322.0, 238.5)))
-    tracker = make_tracker(builtin_model, embedding_for(builtin_model), _Src(),
-                           SessionOptions(camera_profile="cam"))
-    np.testing.assert_allclose(tracker.intrinsics(), (520.0, 522.6, 322.0, 238.5))
-    assert tracker.focal_fixed and focal_mode(tracker) == "profile"
-    assert tracker.intrinsics_plan.undistorter() is not None
+    session = build_session(SessionOptions(camera_profile="cam"), source=_Src(), log=lambda *_: None)
+    np.testing.assert_allclose(session.tracker.intrinsics(), (520.0, 522.6, 322.0, 238.5))
+    assert session.tracker.focal_fixed and session.focal_mode == "profile"
+    assert session.plan.undistorter() is not None and session.pipeline.undistort is not None
+    assert session.regressor_prior is not None and not session.regressor_prior.estimate_focal  # a fixed focal

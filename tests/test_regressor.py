@@ -3,10 +3,10 @@ the tracker's prior, and the type-1 generator's resumable, seeded shards. Fast: 
 from __future__ import annotations
 
 import argparse
+import cv2
 import json
 import os
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -191,52 +191,53 @@ def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
     sample = SyntheticBatches(head, projector, noise, seed=11)(1)
     size = tuple(int(v) for v in sample["image_size"][0])
     tracker = Tracker(head, embedding, size, TrackerOptions(smoothing=False))
-    prior_fn = RegressorPrior(tracker, Regressor(out), update_every=2)
+    prior_fn = RegressorPrior(Regressor(out), update_every=2)
     face = FaceObservation(sample["landmarks_px"][0], np.zeros(478, np.float32), np.ones(478, np.float32),
                            sample["blendshapes"][0], np.zeros(4, np.float32))
     frame_prior = prior_fn(LandmarkResult(0, size, face, 1))
-    assert tracker.focal_prior.source == "regressor"
-    assert tracker.focal_px == pytest.approx(prior_fn.focal.estimate()[0], rel=1e-6)  # no keyframes yet: taken as is
-    assert np.isfinite(frame_prior.translation).all() and frame_prior.translation[2] > 0
+    assert frame_prior.focal.source == "regressor"
+    assert frame_prior.focal.focal_px == pytest.approx(prior_fn.focal.estimate()[0], rel=1e-12)
+    assert frame_prior.has_pose and frame_prior.scale_px_per_m > 0
+    assert tracker.focal_prior.source == "default"  # the prior is an input of step(), nothing changes before
     result = tracker.step(sample["landmarks_px"][0], 0.0, 0, prior=frame_prior)
-    assert result.tracking_state == "tracking" and np.isfinite(result.rho_per_m)
+    assert tracker.focal_prior == frame_prior.focal
+    assert tracker.focal_px == pytest.approx(frame_prior.focal.focal_px, rel=1e-6)  # not observable yet: taken as is
+    assert result.tracking_state == "tracking" and np.isfinite(result.rho_per_m) and result.translation[2] > 0
+    # The pose was placed from the prior's head-centre pixel and image scale with the tracker's own camera.
+    centre = result.translation + np.array([1.0, -1.0, -1.0]) * (
+        cv2.Rodrigues(result.rotation)[0] @ head.head_center.astype(np.float64))
+    assert result.focal_px / centre[2] == pytest.approx(frame_prior.scale_px_per_m, rel=0.15)
     assert prior_fn(LandmarkResult(1, size, None, 0)) is None  # no face: no prior
 
 
 def test_a_model_without_a_regressor_still_tracks_and_says_so(tmp_path):
     from core.model_io import load_head_model
-    from core.session import IntrinsicsPlan, SessionOptions, make_tracker
+    from core.session import SessionOptions, load_regressor_prior
     from tests.fixtures_flame import flame_like_arrays, write_flame_pickle
 
     path = tmp_path / "flame_like.pkl"
     write_flame_pickle(path, flame_like_arrays(n_vert=300, seed=2))
     head = load_head_model(path)
-    source = SimpleNamespace(size=(640, 480), name="test", fps=30.0)
     messages = []
-    tracker = make_tracker(head, identity_embedding(head.faces, 50), source, SessionOptions(model=str(path)),
-                           plan=IntrinsicsPlan("auto", (640, 480)), log=messages.append)
-    assert tracker.regressor_prior is None
-    assert any(NO_REGRESSOR_MESSAGE in m for m in messages), messages
-    from core.pipeline import TrackingPipeline
-
-    assert TrackingPipeline(source, tracker).prior_fn is None  # optimizer-only initialisation
+    prior_fn, message = load_regressor_prior(head, SessionOptions(model=str(path)), estimate_focal=True,
+                                             log=messages.append)
+    assert prior_fn is None  # optimizer-only initialisation
+    assert NO_REGRESSOR_MESSAGE in message and any(NO_REGRESSOR_MESSAGE in m for m in messages), messages
 
 
-def test_the_session_attaches_a_given_regressor_and_the_pipeline_uses_it(trained, builtin_setup):
-    from core.pipeline import TrackingPipeline
-    from core.session import IntrinsicsPlan, SessionOptions, make_tracker
+def test_the_session_uses_a_given_regressor_in_its_pipeline(trained, builtin_setup):
+    from core.session import SessionError, SessionOptions, build_session
 
     out, _ = trained
-    head, embedding, _, _ = builtin_setup
-    source = SimpleNamespace(size=(512, 512), name="test", fps=30.0)
+    source = SimpleNamespace(size=(512, 512), name="test", fps=30.0, num_frames=None, is_live=False, close=lambda: None)
     messages = []
-    tracker = make_tracker(head, embedding, source, SessionOptions(regressor=str(out)),
-                           plan=IntrinsicsPlan("auto", (512, 512)), log=messages.append)
-    assert isinstance(tracker.regressor_prior, RegressorPrior) and str(out) in messages[-1]
-    assert TrackingPipeline(source, tracker).prior_fn is tracker.regressor_prior
-    with pytest.raises(ValueError, match="not found"):  # a bad explicit file is bad input, with the reason
-        make_tracker(head, embedding, source, SessionOptions(regressor=str(out.with_name("missing.onnx"))),
-                     plan=IntrinsicsPlan("auto", (512, 512)), log=messages.append)
+    session = build_session(SessionOptions(regressor=str(out)), source=source, log=messages.append)
+    assert isinstance(session.regressor_prior, RegressorPrior) and str(out) in session.regressor_message
+    assert session.pipeline.prior_fn is session.regressor_prior and session.regressor_prior.estimate_focal
+    assert session.recording_meta().extra["regressor"] == session.regressor_message
+    with pytest.raises(SessionError, match="not found") as err:  # a bad explicit file is bad input, with the reason
+        build_session(SessionOptions(regressor=str(out.with_name("missing.onnx"))), source=source, log=messages.append)
+    assert err.value.bad_input
 
 
 def test_articulated_models_get_a_jaw_head(tmp_path):
@@ -332,16 +333,17 @@ def test_an_orthographic_regressor_initialises_the_weak_perspective_tracker(buil
     pred = reg.predict(sample["landmarks_px"][0], sample["blendshapes"][0], size)
     assert pred.intrinsics is None and pred.rho_per_m is None and pred.scale_px_per_m > 0
     tracker = Tracker(head, embedding, size, TrackerOptions(camera_mode="ortho", focal_px=1000.0, smoothing=False))
-    prior_fn = RegressorPrior(tracker, reg)
+    prior_fn = RegressorPrior(reg)
     face = FaceObservation(sample["landmarks_px"][0], np.zeros(478, np.float32), np.ones(478, np.float32),
                            sample["blendshapes"][0], np.zeros(4, np.float32))
     frame_prior = prior_fn(LandmarkResult(0, size, face, 1))
-    assert frame_prior.focal is None and tracker.focal_prior.source != "regressor"  # ortho: no focal to give
+    assert frame_prior.focal is None  # ortho: no focal to give
     # the head sits where a 1000 px camera sees it at the predicted scale: Z0 = f/S
     centre, _ = pred.placement(tracker.intrinsics())
     assert centre[2] == pytest.approx(1000.0 / pred.scale_px_per_m)
     result = tracker.step(sample["landmarks_px"][0], 0.0, 0, prior=frame_prior)
     assert result.camera_mode == "ortho" and result.tracking_state == "tracking"
+    assert tracker.focal_prior.source != "regressor"
 
 
 def test_training_is_deterministic_for_a_seed(builtin_setup):

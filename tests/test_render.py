@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.camera import AXES_MODEL_TO_CAMERA, default_intrinsics, model_to_camera, project_perspective
+from core.camera import default_intrinsics, flip_axes, model_to_camera, project_perspective
 from core.render import (
     Lighting,
     MeshRenderer,
@@ -394,14 +394,14 @@ def test_ict_head_render(ict_model):
     with torch.no_grad():
         posed = layer(torch.zeros(1, 0), torch.zeros(1, 0), rotation)
         centre = layer.posed_head_center(rotation)[0]
-    translation = torch.tensor([0.0, 0.0, 0.5]) - AXES_MODEL_TO_CAMERA @ centre  # head centre 0.5 m ahead
+    translation = torch.tensor([0.0, 0.0, 0.5]) - flip_axes(centre)  # head centre 0.5 m ahead
     verts = model_to_camera(posed, translation[None])[0].numpy()
     k = default_intrinsics(600.0, 512, 512)
     with OffscreenRenderer(512, 512) as r:
         res = r.render(verts, head.faces, k, vertex_rgb=head.vertex_rgb, background=(0.0, 0.0, 0.0), with_depth=True)
     assert 0.15 < res.mask.mean() < 0.6
     lmk = head.regions["lmk68"]
-    px = project(verts[lmk], k.numpy())
+    px = project(verts[lmk], k)
     cols, rows = px[:, 0].astype(int), px[:, 1].astype(int)
     eyes_nose = np.r_[27:48]
     assert res.mask[rows[eyes_nose], cols[eyes_nose]].all(), "eye/nose landmarks fall outside the silhouette"

@@ -226,16 +226,6 @@ def test_vmc_rotation_is_the_same_rotation_in_avatar_axes():
         np.testing.assert_allclose(Rotation.from_quat(quat).apply(to_avatar @ v), rotated_then_mapped, atol=1e-12)
 
 
-def test_quaternions_of_small_and_large_angles():
-    from core.streaming import axis_angle_to_quaternion
-
-    np.testing.assert_allclose(axis_angle_to_quaternion([1e-10, 0, -2e-10]), [5e-11, 0, -1e-10, 1], atol=1e-15)
-    for aa in ([0.0, 0.0, 0.0], [np.pi - 1e-9, 0, 0], [0, 3.5, 0], [1.0, -2.0, 0.5]):
-        quat = axis_angle_to_quaternion(aa)
-        expected = Rotation.from_rotvec(aa).as_quat()
-        assert quat[3] >= 0 and abs(np.dot(quat, expected)) == pytest.approx(1.0, abs=1e-12)
-
-
 def test_vmc_head_turns_like_the_subject():
     forward = np.array([0.0, 0.0, 1.0])  # the avatar faces +z (Unity humanoid convention)
     position, quat = vmc_head_pose(np.zeros(3), np.zeros(3), np.zeros(3))

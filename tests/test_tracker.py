@@ -117,11 +117,9 @@ def test_unobservable_focal_follows_an_updated_prior_without_moving_the_mesh(ict
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=12, still=10.0)  # no pose diversity
     tracker, _ = run(ict_model, opts, TrackerOptions(focal_prior=FocalPrior(2000.0, 0.3)), 12)
     assert tracker.focal_state == "not_observable" and tracker.keyframes
-    if tracker._refine_job is not None:  # a prior change waits for a running online refinement
-        for _ in tracker._refine_job:
-            pass
-        tracker._refine_job = None
-    centre = lambda st: (tracker.flip * (st.rot @ tracker.model.head_center) + st.trans)  # noqa: E731
+    while tracker.shared.advance():  # a prior change waits for a running online refinement
+        pass
+    centre = tracker.problem.center_cam
     c_before = centre(tracker.state)
     kf_before = [centre(kf.state)[2] for kf in tracker.keyframes]
     tracker.set_focal_prior(FocalPrior(1000.0, 0.25, source="regressor"))
@@ -143,17 +141,18 @@ def test_focal_change_does_not_move_projection(ict_model):
     state = tracker.state
 
     def project(points_model):
-        cam = points_model @ (tracker.flip[:, None] * state.rot).T + state.trans
+        cam = camera.flip_axes(points_model @ state.rot.T) + state.trans
         return camera.project_perspective(cam, torch.as_tensor(tracker.intrinsics()))
 
+    evaluate = lambda: tracker.problem.evaluate(state, tracker.shape, tracker.log_focal, False)[0]  # noqa: E731
     center = tracker.model.head_center[None]
-    before, centre_before = tracker._evaluate(state, tracker.shape, False)[0], project(center)
+    before, centre_before = evaluate(), project(center)
     naive_trans = state.trans.clone()
-    tracker._set_focal(float(tracker.log_focal) + 0.2)  # +22 %
-    after, centre_after = tracker._evaluate(state, tracker.shape, False)[0], project(center)
+    tracker.shared.set_focal(float(tracker.log_focal) + 0.2)  # +22 %
+    after, centre_after = evaluate(), project(center)
     assert (centre_after - centre_before).norm() < 1e-6  # the head centre stays exactly where it was
     state.trans, rescaled = naive_trans, state.trans
-    naive = tracker._evaluate(state, tracker.shape, False)[0]  # same focal change without the depth re-solve
+    naive = evaluate()  # same focal change without the depth re-solve
     state.trans = rescaled
     moved, naive_moved = (after - before).norm(dim=-1).max(), (naive - before).norm(dim=-1).max()
     assert moved < 0.2 * naive_moved, (float(moved), float(naive_moved))

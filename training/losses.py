@@ -91,8 +91,7 @@ class Geometry(torch.nn.Module):
 
 
 def _camera_points(points: torch.Tensor, rot_matrix: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
-    rot_cam = camera.AXES_MODEL_TO_CAMERA.to(points) @ rot_matrix
-    return points @ rot_cam.transpose(-1, -2) + translation[:, None, :]
+    return camera.flip_axes(points @ rot_matrix.transpose(-1, -2)) + translation[:, None, :]
 
 
 def ground_truth(batch: dict[str, torch.Tensor], box: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -30,8 +30,7 @@ from torch import nn
 from core import camera
 from core.regressor import landmark_crop_box
 
-NUM_LANDMARKS = 478
-NUM_BLENDSHAPES = 52
+from core.constants import NUM_BLENDSHAPES, NUM_LANDMARKS
 PRINCIPAL_UNIT = 0.05  # the principal-point head predicts offsets from the image centre in units of 5 % of the image
 
 
@@ -165,12 +164,11 @@ class RegressorNet(nn.Module):
             depth = torch.exp(log_f_crop - log_s_crop)  # Z0 = f/S (crop units cancel)
             xy = (out["head_center_px"] - intr[:, 2:]) / intr[:, :2] * depth[:, None]
             center_cam = torch.cat([xy, depth[:, None]], 1)
-            rot_cam = camera.AXES_MODEL_TO_CAMERA.to(center_cam) @ out["rotation_matrix"]
             out["log_focal_crop"] = log_f_crop
             out["principal_crop"] = principal_crop - 1.0
             out["intrinsics"] = intr
             out["center_cam"] = center_cam
-            out["translation"] = center_cam - rot_cam @ self.head_center
+            out["translation"] = camera.translation_for_center(self.head_center, out["rotation_matrix"], center_cam)
             out["rho_per_m"] = 1.0 / depth
         return out
 

@@ -23,7 +23,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 
 from core import camera
 
@@ -103,20 +102,13 @@ class Samples:
 
 def euler_to_axis_angle(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
     """Radians about model y (yaw), x (pitch), z (roll), R = Ry·Rx·Rz -> (N, 3) axis-angle."""
-    def about(axis: int, angle: np.ndarray) -> torch.Tensor:
-        aa = torch.zeros(len(angle), 3, dtype=torch.float64)
-        aa[:, axis] = torch.as_tensor(angle, dtype=torch.float64)
-        return camera.axis_angle_to_matrix(aa)
-
-    rot = about(1, yaw) @ about(0, pitch) @ about(2, roll)
-    return camera.matrix_to_axis_angle(rot).numpy()
+    return camera.euler_to_axis_angle(yaw, pitch, roll)
 
 
 def translation_for_center(head, rotation: np.ndarray, center_cam: np.ndarray) -> np.ndarray:
     """Camera-space translation placing the head centre at ``center_cam``. (N, 3), (N, 3) -> (N, 3)."""
-    rot_cam = camera.rotation_model_to_camera(torch.as_tensor(rotation, dtype=torch.float64))
-    centre = torch.as_tensor(head.head_center, dtype=torch.float64)
-    return (torch.as_tensor(center_cam, dtype=torch.float64) - rot_cam @ centre).numpy()
+    rot = camera.axis_angle_to_matrix(np.asarray(rotation, np.float64))
+    return camera.translation_for_center(head.head_center, rot, np.asarray(center_cam, np.float64))
 
 
 def sample_focal_512(rng: np.random.Generator, n: int, config: SamplingConfig) -> np.ndarray:

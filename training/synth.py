@@ -27,11 +27,9 @@ import numpy as np
 import torch
 
 from core import camera
+from core.constants import NUM_BLENDSHAPES, NUM_LANDMARKS
 from core.regressor import landmark_crop_box
 from training.sampling import SamplingConfig, sample
-
-NUM_LANDMARKS = 478
-NUM_BLENDSHAPES = 52
 
 
 class LandmarkProjector:

@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-FOCAL_STATES = ("fixed", "not_observable", "estimating", "converged")
+from core.constants import FOCAL_STATES
 STATE_COLOURS = {"fixed": "#9aa0a6", "not_observable": "#f29900", "estimating": "#4f9cf5", "converged": "#34a853"}
 STATE_TEXT = {"fixed": "fixed", "not_observable": "not yet observable (prior)", "estimating": "estimating",
               "converged": "converged"}

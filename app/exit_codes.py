@@ -1,0 +1,21 @@
+"""Exit codes of the ``flamecam`` commands and their one error line (the README's table lists them).
+
+Every failure a user can cause or meet ends with exactly one line ``flamecam COMMAND: error: ...``
+on stderr (no traceback) and one of these codes.
+"""
+from __future__ import annotations
+
+import sys
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # something went wrong on the way (disk, codec, model could not be embedded, ...)
+EXIT_BAD_INPUT = 2  # a bad option, a missing or unreadable file, a wrong model file
+EXIT_NO_FACE = 3  # track: no face in the whole source
+EXIT_REFUSED = 4  # calibrate: the calibration was too poor to save
+EXIT_INTERRUPTED = 130  # Ctrl+C or SIGTERM (what was recorded is closed and readable)
+
+
+def cli_error(command: str, message, code: int = EXIT_BAD_INPUT) -> int:
+    """Print ``flamecam COMMAND: error: MESSAGE`` (one line) to stderr and return ``code``."""
+    print(f"flamecam {command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return code

@@ -1,0 +1,18 @@
+"""Names and sizes shared across flamecam, in one place (no heavy imports: the GUI reads these too).
+
+The state names are stored as codes (their index) in recordings, so new names are only ever
+appended; ``tests/test_architecture.py`` checks that nothing else defines them again.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+NUM_LANDMARKS = 478  # MediaPipe Face Landmarker: 468 surface points + 2 x 5 iris points
+NUM_SURFACE_LANDMARKS = 468
+NUM_BLENDSHAPES = 52
+
+FocalState = Literal["fixed", "not_observable", "estimating", "converged"]
+TrackingState = Literal["tracking", "lost", "reacquired", "no_face"]
+# Recording codes are the index in these tuples: append, never reorder.
+FOCAL_STATES: tuple[str, ...] = ("fixed", "not_observable", "estimating", "converged")
+TRACKING_STATES: tuple[str, ...] = ("tracking", "lost", "reacquired", "no_face")
