@@ -80,13 +80,13 @@ def profiles_dir() -> Path:
 
 
 def _utc_now() -> str:
-    from core.recording import _utc_now as now  # noqa: PLC0415
+    from core.recording.format import _utc_now as now  # noqa: PLC0415
 
     return now()
 
 
 def _app_version() -> str:
-    from core.recording import _app_version as version  # noqa: PLC0415
+    from core.recording.format import _app_version as version  # noqa: PLC0415
 
     return version()
 

@@ -182,14 +182,20 @@ def test_resolve_intrinsics_precedence(config_dir, tmp_path):
     src = ImageFolderSource(folder)
     plan = resolve_intrinsics(SessionOptions(), src, log=logs.append)
     assert plan.mode == "profile" and plan.profile.name == "Canon EOS R5"
-    # ... unless told not to: then the metadata gives a prior (not a fixed value)
+    # ... unless told not to: then the metadata gives a prior (not a fixed value), fused with the
+    # device class's broad range: the metadata carries almost all of it
     plan = resolve_intrinsics(SessionOptions(auto_profile=False), src, log=logs.append)
     assert plan.mode == "metadata" and plan.focal_px is None
-    assert plan.focal_prior.source == "metadata"
-    assert plan.focal_prior.focal_px == pytest.approx(35 * 1000 / 43.2666, rel=1e-3)
+    exif = 35 * 1000 / 43.2666
+    (meta_piece,) = [p for p in plan.evidence if p.source == "metadata"]
+    assert meta_piece.focal_px == pytest.approx(exif, rel=1e-3) and meta_piece.sigma_rel == pytest.approx(0.08)
+    assert "EXIF (Canon EOS R5, 35 mm eq.)" == meta_piece.detail
+    assert plan.focal_prior.focal_px == pytest.approx(exif, rel=0.02) and plan.focal_prior.sigma_rel < 0.08
+    assert dict(plan.focal_prior.shares)[meta_piece.detail] > 0.95
+    assert any("focal-length prior" in line and "EXIF (Canon EOS R5" in line for line in logs), logs
     plan = resolve_intrinsics(SessionOptions(auto_profile=False, use_metadata=False), src)
-    assert plan.mode == "auto" and plan.focal_prior is None
-    assert any("metadata prior" in line for line in logs)
+    assert plan.mode == "auto" and [p.source for p in plan.evidence] == ["device_class"]
+    assert plan.focal_prior.sigma_rel > 0.5  # any camera: 20-120° at ±2σ
 
 
 def test_auto_profile_refused_on_aspect_change(config_dir, tmp_path):
@@ -224,7 +230,8 @@ def test_recording_states_mode_and_uncertainty(config_dir):
     assert intr["distortion"]["coefficients"] == pytest.approx(list(LENS.coeffs))
     assert intr["profile"]["name"] == "Test Cam" and intr["principal_px"] == pytest.approx([641.3, 358.2])
     auto = resolve_intrinsics(SessionOptions(), _Src(), log=lambda *_: None).recording_fields()
-    assert auto["focal_mode"] == "auto" and auto["focal_prior"]["source"] == "default"
+    assert auto["focal_mode"] == "auto" and auto["focal_prior"]["source"] == "device_class"
+    assert [e["source"] for e in auto["extra"]["intrinsics"]["evidence"]] == ["device_class"]
     assert auto["extra"]["intrinsics"]["distortion"]["model"] == "none"
 
 

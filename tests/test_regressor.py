@@ -184,7 +184,7 @@ def test_focal_prior_sigma_follows_the_calibration(trained):
 
 
 def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
-    from core.tracker import Tracker, TrackerOptions
+    from core.tracker import Tracker, TrackerOptions, fuse_focal_priors
 
     out, _ = trained
     head, embedding, projector, noise = builtin_setup
@@ -200,8 +200,11 @@ def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
     assert frame_prior.has_pose and frame_prior.scale_px_per_m > 0
     assert tracker.focal_prior.source == "default"  # the prior is an input of step(), nothing changes before
     result = tracker.step(sample["landmarks_px"][0], 0.0, 0, prior=frame_prior)
-    assert tracker.focal_prior == frame_prior.focal
-    assert tracker.focal_px == pytest.approx(frame_prior.focal.focal_px, rel=1e-6)  # not observable yet: taken as is
+    # Fused with the tracker's own prior, never replacing it; the data have not weighed in yet.
+    assert tracker.focal_prior == fuse_focal_priors([tracker.static_prior, frame_prior.focal])
+    assert dict(tracker.focal_prior.shares)[frame_prior.focal.detail] > 0.3
+    assert tracker.focal_px == pytest.approx(tracker.focal_prior.focal_px, rel=1e-6)
+    assert result.focal_evidence == tracker.focal_prior.shares
     assert result.tracking_state == "tracking" and np.isfinite(result.rho_per_m) and result.translation[2] > 0
     # The pose was placed from the prior's head-centre pixel and image scale with the tracker's own camera.
     centre = result.translation + np.array([1.0, -1.0, -1.0]) * (

@@ -77,10 +77,24 @@ def test_track_happy_path(happy, builtin_model):
     assert states.count("tracking") >= 0.8 * HAPPY_FRAMES, states
     assert_finite_where_tracked(rec)
     mask = tracked(rec)
-    # The synthetic head is within arm's length; with the focal unobservable ρ may be off, not absurd.
-    assert np.all((rec.rho_per_m[mask] > 0.2) & (rec.rho_per_m[mask] < 20))
-    assert np.nanmedian(rec.fit_error_px[mask]) < 5.0
     assert np.all(np.isnan(rec.scale_px_per_m))  # perspective mode has no weak-perspective scale
+    # Against the synthetic source's exact truth.
+    truths = synthetic_truths(source)
+    f_true = truths[0].intrinsics[0]
+    rot_err = [rotation_error_deg(rec.rotation[i], truths[i].rotation) for i in np.flatnonzero(mask)]
+    assert np.median(rot_err) < 4.0 and max(rot_err) < 10.0, rot_err
+    centre_err = [np.linalg.norm(project_centre(rec, i, builtin_model) - project_point(truths[i].head_center_cam,
+                                                                                      truths[i].intrinsics))
+                  for i in np.flatnonzero(mask)]
+    assert np.median(centre_err) < 3.0, centre_err  # px, on a ~110 px face
+    # The focal length's truth lies within its reported 2σ, and ρ is the one that focal implies
+    # (the face's image scale is right: ρ·f agrees with the truth's).
+    last = np.flatnonzero(mask)[-1]
+    f_est, sigma_rel = rec.fx[last], rec.focal_sigma_px[last] / rec.fx[last]
+    assert abs(np.log(f_est / f_true)) <= 2 * sigma_rel + 0.02, (f_est, f_true, sigma_rel)
+    scale_ratio = rec.rho_per_m[mask] * rec.fx[mask] / np.array([t.rho_per_m * f_true for t in np.array(truths)[mask]])
+    assert np.all(np.abs(np.log(scale_ratio)) < 0.08), scale_ratio
+    assert np.median(rec.fit_error_px[mask]) < 2.0
 
     focal_states = rec.focal_state_names()
     assert set(focal_states) <= set(FOCAL_STATES) - {"fixed"}, focal_states  # auto focal is never "fixed"
@@ -113,6 +127,39 @@ def test_track_happy_path(happy, builtin_model):
     assert np.isfinite(rec.identity_shape).all()
     assert rec.shape_per_frame.shape == (HAPPY_FRAMES, m.num_shape)
     np.testing.assert_array_equal(rec.shape, rec.identity_shape[-1])
+
+
+def synthetic_truths(spec: str) -> list:
+    """The exact ground truth of every frame of a synthetic source spec (deterministic)."""
+    from core.sources import open_source
+
+    source = open_source(spec)
+    try:
+        return [frame.truth for frame in source]
+    finally:
+        source.close()
+
+
+def rotation_error_deg(a, b) -> float:
+    from core.camera import axis_angle_to_matrix, matrix_to_axis_angle
+
+    rel = axis_angle_to_matrix(np.asarray(a, np.float64)).T @ axis_angle_to_matrix(np.asarray(b, np.float64))
+    return float(np.degrees(np.linalg.norm(matrix_to_axis_angle(rel))))
+
+
+def project_point(point_cam, intrinsics) -> np.ndarray:
+    from core.camera import project_perspective
+
+    return project_perspective(np.asarray(point_cam, np.float64)[None], np.asarray(intrinsics, np.float64))[0]
+
+
+def project_centre(rec, i: int, head) -> np.ndarray:
+    """Where the recorded head centre of frame ``i`` projects with the recorded intrinsics."""
+    from core.camera import axis_angle_to_matrix, head_center_cam
+
+    centre = head_center_cam(head.head_center.astype(np.float64), axis_angle_to_matrix(rec.rotation[i].astype(np.float64)),
+                             rec.translation[i].astype(np.float64))
+    return project_point(centre, [rec.fx[i], rec.fy[i], rec.cx[i], rec.cy[i]])
 
 
 def test_track_prints_summary(tmp_path, capsys):
@@ -174,7 +221,7 @@ def test_track_ortho(tmp_path):
 
 
 def _image_folder(folder: Path, frames: int, no_face: tuple[int, ...]) -> Path:
-    """Synthetic renders as PNGs, with plain grey images (no face) at the ``no_face`` positions."""
+    """Synthetic renders (``SMALL``) as PNGs, with plain grey images (no face) at the ``no_face`` positions."""
     import cv2
 
     from core.sources import open_source
@@ -192,20 +239,28 @@ def _image_folder(folder: Path, frames: int, no_face: tuple[int, ...]) -> Path:
     return folder
 
 
-def test_track_refine_keeps_every_frame(tmp_path):
+def test_track_refine_keeps_every_frame_and_improves_the_track(tmp_path, builtin_model):
     # The joint refinement only sees frames with a face; the rewritten recording must still hold
     # every source frame (the face-less ones as the online tracker recorded them).
-    folder = _image_folder(tmp_path / "images", 6, no_face=(2, 3))
-    out = tmp_path / "refined.fcrec"
+    frames, no_face = 14, (2, 3)
+    folder = _image_folder(tmp_path / "images", frames, no_face=no_face)
+    out, online_out = tmp_path / "refined.fcrec", tmp_path / "online.fcrec"
     assert track(folder, "-o", out, "--refine") == 0
+    assert track(folder, "-o", online_out) == 0
     rec = load(out)
     assert rec.complete and rec.discarded_bytes == 0
     assert rec.summary.get("refined") is True
-    np.testing.assert_array_equal(rec.frame_index, np.arange(6))
+    np.testing.assert_array_equal(rec.frame_index, np.arange(frames))
     states = rec.tracking_state_names()
     assert states[2] == states[3] == "lost", states
-    assert tracked(rec).sum() == 4
+    assert tracked(rec).sum() == frames - len(no_face)
     assert_finite_where_tracked(rec)
+    # Refining improved the track: head rotations nearer the exact truth than the online ones.
+    truths = synthetic_truths(SMALL.format(n=frames))
+    online = load(online_out)
+    err = {name: np.mean([rotation_error_deg(r.rotation[i], truths[i].rotation) for i in np.flatnonzero(tracked(r))])
+           for name, r in (("refined", rec), ("online", online))}
+    assert err["refined"] < err["online"], err
     # One identity for the whole refined sequence.
     assert len(rec.identity_frame_index) >= 1 and rec.identity_frame_index[0] == 0
     np.testing.assert_array_equal(rec.shape_per_frame, np.broadcast_to(rec.shape, rec.shape_per_frame.shape))

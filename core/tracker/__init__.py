@@ -6,8 +6,9 @@ from core.tracker.landmark_model import IRIS_IDS, LandmarkModel
 from core.tracker.online import Tracker
 from core.tracker.residuals import FrameProblem, FrameState
 from core.tracker.shared import Keyframe, SharedEstimator
-from core.tracker.types import ONE_EURO, FocalPrior, FramePrior, TrackerOptions, TrackResult, default_focal_prior
+from core.tracker.types import (ONE_EURO, FocalPrior, FramePrior, TrackerOptions, TrackResult, default_focal_prior,
+                                fuse_focal_priors)
 
 __all__ = ["FOCAL_STATES", "TRACKING_STATES", "IRIS_IDS", "LandmarkModel", "Tracker", "FrameProblem", "FrameState",
            "Keyframe", "SharedEstimator", "ONE_EURO", "FocalPrior", "FramePrior", "TrackerOptions", "TrackResult",
-           "default_focal_prior"]
+           "default_focal_prior", "fuse_focal_priors"]
