@@ -8,8 +8,9 @@
    whose change with streaming on is the indirect cost of the sender thread holding the GIL. The
    frames run as fast as the engine goes (the worst case for contention), not at 30 fps.
 2. Receive rate at 30 fps. The frame results of (1) re-sent at 30 fps for ``--seconds`` to python-osc
-   servers on loopback (``ThreadingOSCUDPServer``): frames received per second, frames lost, and the
-   latency from ``send`` to the receiver's handler.
+   servers on loopback (``ThreadingOSCUDPServer``, in a child process as real receivers are): frames
+   skipped by latest-wins (the sender was not ready before the next one came), sent, received per
+   second, lost in transit, and the latency from ``send`` to the receiver's handler.
 
     python benchmarks/streaming.py [--frames 90] [--rounds 2] [--seconds 10] [--json OUT.json]
 
@@ -181,9 +182,10 @@ def replay_at(results: list, head, fps: float, seconds: float, receivers: Receiv
             streamer.send(frame)
             send_us[i] = (time.perf_counter() - t0) * 1e6
         time.sleep(0.3)
+    status = streamer.status
     arrivals = receivers.dump()
     rows = []
-    for name in ("vmc", "flamecam"):
+    for target, name in zip(status.targets, ("vmc", "flamecam")):
         times = np.array([t for t, _ in arrivals[name]])
         keys = np.array([k for _, k in arrivals[name]])
         index = (np.searchsorted(keys_vmc, keys.astype(np.float32)) if name == "vmc" else keys).astype(int)
@@ -191,7 +193,8 @@ def replay_at(results: list, head, fps: float, seconds: float, receivers: Receiv
         latency_ms = (times - sent_at[index]) * 1000 if len(index) else np.array([np.nan])
         span = times.max() - times.min() if len(times) > 1 else np.nan
         received = len(set(index.tolist()))
-        rows.append([name, count, received, (len(times) - 1) / span if span == span else np.nan, count - received,
+        rows.append([name, count, status.skipped, target.frames, received,
+                     (len(times) - 1) / span if span == span else np.nan, target.frames - received,
                      float(np.median(latency_ms)), float(np.percentile(latency_ms, 95)), float(latency_ms.max()),
                      float(np.median(send_us)), float(np.percentile(send_us, 95)), float(send_us.max())])
     return rows
@@ -243,8 +246,8 @@ def main() -> None:
         replay = print_table(
             f"Receive rate: results re-sent at {args.fps:.0f} fps for {args.seconds:.0f} s to python-osc servers "
             "(both targets at once)",
-            ["target", "sent", "received", "rate fps", "lost", "latency ms p50", "p95", "max", "send() us p50", "p95",
-             "max"],
+            ["target", "frames", "skipped (newer came)", "sent", "received", "rate fps", "lost in transit",
+             "latency ms p50", "p95", "max", "send() us p50", "p95", "max"],
             replay_at(runs["vmc"][0]["results"], runs["vmc"][0]["head"], args.fps, args.seconds, receivers))
     finally:
         receivers.close()
