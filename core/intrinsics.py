@@ -215,18 +215,16 @@ def resolve_intrinsics(options, source: FrameSource, log=print) -> IntrinsicsPla
                           notes=tuple(notes), evidence=tuple(evidence))
 
 
-PHONE_MAKES = ("apple", "samsung", "google", "xiaomi", "huawei", "oneplus", "oppo", "vivo", "motorola", "sony",
-               "nokia", "realme", "honor", "fairphone", "nothing")
-
-
 def focal_evidence(source: FrameSource, size: tuple[int, int], use_metadata: bool = True,
                    log=print) -> tuple[str, list[FocalPrior]]:
     """What is known about the focal length before tracking, as independent log-normal pieces of
     evidence, and the mode they make (``metadata``, ``table`` or ``auto``).
 
-    Always the device class's range (webcam, phone front/main, or any camera); plus the file's
-    focal-length metadata (EXIF, QuickTime: ±4-15 %), or else, when the metadata or the OS names a
-    device the camera table knows, the maker's published field of view (±8 % or wider).
+    Always the device class's range: webcams, or any camera (a file's lens may be zoomed or cropped,
+    so a phone's main-camera range would be overconfident; the camera table knows the phones it
+    knows); plus the file's focal-length metadata (EXIF, QuickTime: ±4-15 %), or else, when the
+    metadata or the OS names a device the camera table knows, the maker's published field of view
+    (±8 % or wider).
     """
     from core.camera_table import device_class_prior, lookup_device, lookup_make_model  # noqa: PLC0415
     from core.sources import WebcamSource  # noqa: PLC0415
@@ -249,8 +247,6 @@ def focal_evidence(source: FrameSource, size: tuple[int, int], use_metadata: boo
 
             meta = read_camera_metadata(path)
         if meta is not None:
-            if (meta.make or "").strip().lower().split(" ")[0] in PHONE_MAKES:
-                kind = "phone_front" if meta.camera_position == "front" else "phone_main"
             estimate = meta.focal_estimate(size)
             what = "EXIF" if meta.kind == "exif" else "video metadata"
             device = meta.camera_name or "camera"

@@ -236,3 +236,17 @@ def open_source(spec: str, **overrides) -> FrameSource:
     raise SourceError(f"source not found: {spec!r} (give a video file, an image folder, 'webcam[:N]' or "
                       "'synthetic[:key=value,...]')")
 
+
+
+class FrameListSource(FrameSource):
+    """Frames already in memory (benchmarks and tests: transformed copies of a clip, pre-rendered
+    sequences). Not live: every frame is delivered, in order."""
+
+    def __init__(self, frames: list[Frame], fps: float = 30.0, name: str = "frames"):
+        if not frames:
+            raise SourceError(f"{name}: no frames")
+        height, width = frames[0].rgb.shape[:2]
+        self.frames, self.size, self.fps, self.num_frames, self.name = frames, (width, height), fps, len(frames), name
+
+    def __iter__(self) -> Iterator[Frame]:
+        yield from self.frames

@@ -53,6 +53,7 @@ class SyntheticOptions:
     yaw: float = 20.0
     pitch: float = 8.0
     roll: float = 4.0
+    chin_up: float = 0.0  # degrees the head is tilted chin-up throughout (a camera below the face, as on a HMC)
     period: float = 6.0
     still: float = 1.0
     expressions: bool = True
@@ -192,7 +193,8 @@ class Trajectory:
         still = t < o.still
         w = 2 * math.pi / o.period
         yaw = o.yaw * math.sin(w * moving)
-        pitch = o.pitch * math.sin(w * 0.71 * moving + self._phase[0]) if moving else 0.0
+        # Model pitch turns the face's +z towards -y (down) for positive angles: chin up is negative.
+        pitch = (o.pitch * math.sin(w * 0.71 * moving + self._phase[0]) if moving else 0.0) - o.chin_up
         roll = o.roll * math.sin(w * 0.53 * moving + self._phase[1]) if moving else 0.0
         rotation = _euler_to_axis_angle(yaw, pitch, roll)
         depth = self.distance * (1 + (0.1 * math.sin(w * 0.37 * moving) if moving else 0.0))
