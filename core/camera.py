@@ -174,6 +174,20 @@ def euler_to_axis_angle(yaw_rad, pitch_rad, roll_rad):
     return matrix_to_axis_angle(about(1, angles[0]) @ about(0, angles[1]) @ about(2, angles[2]))
 
 
+def axis_angle_to_quaternion_xyzw(axis_angle):
+    """(..., 3) axis-angle (radians) -> (..., 4) unit quaternion (x, y, z, w): glTF's and Unity's order.
+    ``sin(θ/2)/θ`` as ``0.5·sinc(θ/2π)`` stays exact near θ = 0."""
+    xp = _xp(axis_angle)
+    aa = _as_array(axis_angle) if xp is np else axis_angle
+    angle = xp.sqrt((aa * aa).sum(-1))[..., None]
+    return _cat(xp, [aa * 0.5 * xp.sinc(angle / (2 * np.pi)), xp.cos(angle / 2)])
+
+
+def matrix_to_quaternion_xyzw(rotation):
+    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (x, y, z, w)."""
+    return axis_angle_to_quaternion_xyzw(matrix_to_axis_angle(rotation))
+
+
 def rotation_model_to_camera(rotation_aa):
     """(..., 3) head rotation -> (..., 3, 3) full model-to-camera rotation ``F @ R`` (with the axis flip)."""
     rot = axis_angle_to_matrix(rotation_aa)

@@ -52,9 +52,8 @@ from typing import Callable
 
 import numpy as np
 import pygltflib as gl
-import torch
 
-from core.camera import axis_angle_to_matrix, matrix_to_axis_angle
+from core.camera import axis_angle_to_matrix, axis_angle_to_quaternion_xyzw, matrix_to_quaternion_xyzw
 from core.export import finite_frames, write_atomic
 from core.head_model import HeadModel
 from core.recording import Recording
@@ -78,16 +77,6 @@ class GltfExportResult:
     hidden_frame_indices: list[int] = field(default_factory=list)  # no pose: mesh scaled to 0
     notes: list[str] = field(default_factory=list)
     size_bytes: int = 0
-
-
-def axis_angle_to_quaternion_xyzw(axis_angle: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle (radians) -> (..., 4) unit quaternion (x, y, z, w), glTF's order.
-
-    ``sin(θ/2)/θ`` is written with ``np.sinc`` so it stays exact near θ = 0.
-    """
-    aa = np.asarray(axis_angle, np.float64)
-    angle = np.linalg.norm(aa, axis=-1, keepdims=True)
-    return np.concatenate([aa * 0.5 * np.sinc(angle / (2 * np.pi)), np.cos(angle / 2)], -1)
 
 
 def sign_continuous(quats: np.ndarray) -> np.ndarray:
@@ -186,7 +175,7 @@ def _pose_rotations(rec: Recording, joint_names: tuple[str, ...]) -> np.ndarray:
         if j > 0 and name in POSE_JOINTS:
             array, col = POSE_JOINTS[name]
             aa[:, j] = getattr(rec, array)[:, col:col + 3]
-    return axis_angle_to_matrix(torch.as_tensor(aa)).numpy()
+    return axis_angle_to_matrix(np.asarray(aa, np.float64))
 
 
 def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: bool = False,
@@ -321,7 +310,7 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
             gltf.nodes.append(gl.Node(name=name, translation=local.tolist(), children=children))
         head_node = base
         # root: world = H·T(J^b_0); joint j: T(J_j - J^b_p + R_j (J^b_j - J_j))·R_j (module docstring)
-        root_rot = axis_angle_to_matrix(torch.as_tensor(rotation)).numpy()
+        root_rot = axis_angle_to_matrix(np.asarray(rotation, np.float64))
         root_t = np.einsum("nij,j->ni", root_rot, joints_bind[0]) + translation_gl
         gltf.nodes[head_node].translation = root_t[first].tolist()
         gltf.nodes[head_node].rotation = quat[first].tolist()
@@ -332,7 +321,7 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
             t_local = (joints[:, j] - joints_bind[p]
                        + np.einsum("nik,nk->ni", rots[:, j], joints_bind[j] - joints[:, j]))
             channel(base + j, "translation", t_local)
-            q = sign_continuous(_matrix_to_quaternion_xyzw(rots[:, j]))
+            q = sign_continuous(matrix_to_quaternion_xyzw(rots[:, j]))
             channel(base + j, "rotation", q)
         ibm = np.tile(np.eye(4), (len(joint_names), 1, 1))
         ibm[:, :3, 3] = -joints_bind
@@ -364,11 +353,6 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
     result.size_bytes = len(payload)
     report(4, steps)
     return result
-
-
-def _matrix_to_quaternion_xyzw(rot: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotation matrices -> (N, 4) (x, y, z, w) via core.camera.matrix_to_axis_angle."""
-    return axis_angle_to_quaternion_xyzw(matrix_to_axis_angle(torch.as_tensor(rot)).numpy())
 
 
 def _camera(rec: Recording, valid: np.ndarray) -> gl.Camera:

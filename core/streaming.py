@@ -278,7 +278,7 @@ def vmc_head_pose(rotation_aa: np.ndarray, center_cam: np.ndarray, reference_cam
     ``R_unity = M·R·M`` with the reflection ``M = UNITY_FROM_MODEL``; conjugating a rotation by a
     reflection turns its axis-angle ``a`` into ``-M·a``. Mirroring conjugates by ``M`` once more.
     """
-    from core.export_gltf import axis_angle_to_quaternion_xyzw  # noqa: PLC0415
+    from core.camera import axis_angle_to_quaternion_xyzw  # noqa: PLC0415
 
     rotation_unity = -UNITY_FROM_MODEL @ np.asarray(rotation_aa, np.float64)
     position = UNITY_FROM_CAMERA @ (np.asarray(center_cam, np.float64) - np.asarray(reference_cam, np.float64))
@@ -338,7 +338,6 @@ class VmcEncoder:
         self._blend_prefixes = [osc_message("/VMC/Ext/Blend/Val", "sf", name, 0.0)[:-4] for name in self.blend_names]
         self._apply = osc_message("/VMC/Ext/Blend/Apply")
         self.reference_cam: np.ndarray | None = None
-        from core import export_gltf  # noqa: F401,PLC0415  (its quaternion; imported now, not on a live frame)
 
     def recenter(self) -> None:
         self.reference_cam = None

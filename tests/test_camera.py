@@ -160,6 +160,7 @@ def _both(*arrays):
                              np.array([[800.0, 810, 320, 240], [500, 500, 256, 200]]))),
     ("pixels_to_rays", (np.random.default_rng(5).uniform(0, 640, (5, 2)), np.array([800.0, 810, 320, 240]))),
     ("flip_axes", (np.random.default_rng(6).normal(size=(5, 3)),)),
+    ("axis_angle_to_quaternion_xyzw", (np.random.default_rng(8).normal(size=(5, 3)),)),
 ])
 def test_numpy_and_torch_give_the_same_values(name, args):
     """One implementation serves both array kinds (the GUI and calibration use numpy, the tracker torch)."""
@@ -212,3 +213,17 @@ def test_camera_math_does_not_load_torch_for_numpy_callers():
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_quaternions_rotate_like_the_matrices():
+    rng = np.random.default_rng(9)
+    aa = np.concatenate([rng.normal(size=(20, 3)), np.zeros((1, 3)), 1e-9 * rng.normal(size=(2, 3))])
+    q = camera.axis_angle_to_quaternion_xyzw(aa)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-12)
+    x, y, z, w = q.T  # the standard quaternion-to-matrix formula, written out independently
+    rot = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+                    2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+                    2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+    np.testing.assert_allclose(rot, camera.axis_angle_to_matrix(aa), atol=1e-12)
+    back = camera.matrix_to_quaternion_xyzw(camera.axis_angle_to_matrix(aa))
+    np.testing.assert_allclose(np.abs((back * q).sum(-1)), 1.0, atol=1e-9)  # the same rotation (q or -q)
