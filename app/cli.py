@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: list[tuple[str, str, str]] = [
     ("track", "app.cmd_track", "Track a head and its camera's focal length in a video, image folder, webcam or "
                                "synthetic source; write a recording"),
+    ("batch", "app.cmd_batch", "Track whole datasets (videos, image folders, globs, lists) into one recording each; "
+                               "resumable; worker processes or a Ray cluster; writes batch_report.csv/.json"),
     ("convert-ict", "app.cmd_convert_ict", "Convert an ICT-FaceKit clone into a flamecam head-model .npz"),
     ("export", "app.cmd_export", "Export a recording as per-frame OBJ/PLY meshes or one .npz"),
     ("gui", "app.cmd_gui", "Open the desktop app (live overlay, plots, recording); 'flamecam' alone does too"),
