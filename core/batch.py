@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import re
 import shlex
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -74,6 +75,10 @@ class Expansion:
 
     inputs: list[BatchInput] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (spec, one sentence)
+
+
+def _natural_path_key(path: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
 
 
 def _has_glob(text: str) -> bool:
@@ -135,7 +140,7 @@ def _expand_one(spec: str, base: Path, out: Expansion, camera=(), given: str = "
         path = base / path
     if not path.exists() and _has_glob(spec):
         pattern = str(path)
-        matches = sorted(glob.glob(pattern, recursive=True), key=lambda m: _natural_key(Path(m)))
+        matches = sorted(glob.glob(pattern, recursive=True), key=_natural_path_key)
         if not matches:
             out.problems.append((given, f"{spec}: the pattern matches no file or folder"))
         for match in matches:
