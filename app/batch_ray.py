@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -118,35 +117,48 @@ def check_shared_storage(out_dir: Path, input_root: Path, timeout_s: float = 120
             path.unlink(missing_ok=True)
 
 
-class _Sender:
-    """``send`` for a Ray task: messages go to a ray.util.queue.Queue actor (lost messages only cost progress)."""
+class _Inbox:
+    """A Ray actor that collects the tasks' messages for the driver (``take`` empties it)."""
 
-    def __init__(self, queue):
-        self.queue = queue
+    def __init__(self):
+        self.messages: list[tuple] = []
+
+    def put(self, message: tuple) -> None:
+        self.messages.append(message)
+
+    def take(self) -> list[tuple]:
+        messages, self.messages = self.messages, []
+        return messages
+
+
+class _Sender:
+    """``send`` for a Ray task: fire-and-forget to the inbox actor. Never ``ray.get`` here: a task blocked
+    in ``ray.get`` lends its CPUs to another task, and the node would run more files than it has cores for."""
+
+    def __init__(self, inbox):
+        self.inbox = inbox
 
     def __call__(self, message: tuple) -> None:
         try:
-            self.queue.put_nowait(message)
-        except Exception:  # noqa: BLE001
+            self.inbox.put.remote(message)
+        except Exception:  # noqa: BLE001  (a lost message only costs progress display)
             pass
 
 
-def _ray_track_file(job: FileJob, queue) -> dict:
-    return track_file(job, _Sender(queue))
+def _ray_track_file(job: FileJob, inbox) -> dict:
+    return track_file(job, _Sender(inbox))
 
 
 def run_ray(jobs: list[FileJob], cpus_per_task: float, retries: int):
     """Run every job as a Ray task; yields the messages of ``app.batch_worker`` and ``("done", index, fields)``."""
     ray = import_ray()
-    from ray.util.queue import Queue  # noqa: PLC0415
-
-    queue = Queue(actor_options={"num_cpus": 0})
+    inbox = ray.remote(num_cpus=0)(_Inbox).remote()
     task = ray.remote(_ray_track_file).options(num_cpus=cpus_per_task, max_retries=retries, retry_exceptions=False)
-    refs = {task.remote(job, queue): job.index for job in jobs}
+    refs = {task.remote(job, inbox): job.index for job in jobs}
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=PROGRESS_POLL_S, fetch_local=False)
-            yield from _drain(queue)
+            yield from _drain(ray, inbox)
             for ref in ready:
                 index = refs.pop(ref)
                 try:
@@ -156,20 +168,15 @@ def run_ray(jobs: list[FileJob], cpus_per_task: float, retries: int):
                     fields = {"status": "failed",
                               "error": f"the Ray task failed after {retries} retries ({type(exc).__name__}: {first})"}
                 yield ("done", index, fields)
-        time.sleep(0.1)
-        yield from _drain(queue)
+        yield from _drain(ray, inbox)
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
-        try:
-            queue.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
+        ray.kill(inbox)
 
 
-def _drain(queue) -> list[tuple]:
+def _drain(ray, inbox) -> list[tuple]:
     try:
-        size = queue.size()
-        return queue.get_nowait_batch(size) if size else []
-    except Exception:  # noqa: BLE001
+        return ray.get(inbox.take.remote(), timeout=30)
+    except Exception:  # noqa: BLE001  (progress only)
         return []

@@ -14,6 +14,7 @@ Messages to the driver, through whatever ``send`` the runner gives: ``("started"
 """
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import socket
@@ -65,11 +66,13 @@ def track_file(job: FileJob, send: Callable[[tuple], None] = lambda message: Non
     from core.sources import SourceError  # noqa: PLC0415
 
     started = time.perf_counter()
-    send(("started", job.index, f"{socket.gethostname()}:{os.getpid()}"))
+    started_utc = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    send(("started", job.index, worker))
     os.environ["FLAMECAM_TORCH_THREADS"] = str(job.torch_threads)  # read by build_session
     out = Path(job.output)
     tmp = partial_path(out)
-    fields: dict = {"status": "failed"}
+    fields: dict = {"status": "failed", "started_utc": started_utc, "worker": worker}
 
     def finish(**more) -> dict:
         fields.update(more, seconds=round(time.perf_counter() - started, 2))
