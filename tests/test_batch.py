@@ -326,3 +326,22 @@ def test_ray_tasks_equal_a_sequential_run_and_retry_lost_workers(dataset, sequen
         assert rows[str(source)]["status"] == "done" and rows[str(source)]["attempts"] == "2"
     for target in ("s1/a.fcrec", "s2/b.fcrec"):
         assert_same_recordings(out / target, first / target)
+
+
+@pytest.mark.slow
+def test_refine_in_a_batch_rewrites_the_recording_refined(dataset, tmp_path):
+    out = tmp_path / "refined"
+    assert run_batch(dataset / "s1" / "a.avi", "-o", out, "--refine") == 0
+    rec = load(out / "a.fcrec")
+    assert rec.complete and rec.summary["refined"] is True and len(rec) == FRAMES
+    assert rec.meta.extra["batch"]["options"]["keep_history"] is True
+    assert not list(out.glob("*.partial")) and not list(out.glob("*.refining"))
+
+
+def test_dry_run_lists_and_tracks_nothing(dataset, tmp_path, capsys):
+    out = tmp_path / "dry"
+    assert run_batch(dataset, "-o", out, "--dry-run") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"track    {dataset / 's1/a.avi'} → {out / 's1/a.fcrec'}" in lines
+    assert len([line for line in lines if line.startswith("track ")]) == 6
+    assert not list(out.rglob("*.fcrec"))
