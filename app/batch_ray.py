@@ -45,7 +45,8 @@ def connect(address: str, log=print) -> bool:
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         if address == "local":
-            ray.init(num_cpus=len(os.sched_getaffinity(0)), _node_ip_address="127.0.0.1", **quiet)
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            ray.init(num_cpus=cores, _node_ip_address="127.0.0.1", **quiet)
         else:
             ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
     except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ... depending on the failure)
@@ -73,17 +74,22 @@ def _visit(probe: str, token: str, reply: str, input_root: str) -> dict:
     return {"host": socket.gethostname(), "seen": seen, "write_error": error, "inputs": os.path.isdir(input_root)}
 
 
-def check_shared_storage(out_dir: Path, input_root: Path, timeout_s: float = 120.0) -> int:
+def check_shared_storage(out_dir: Path, input_root: Path, cpus_per_task: float = 1.0, timeout_s: float = 120.0) -> int:
     """Prove that every alive node with CPUs reads and writes ``out_dir`` at the same path (and sees the
     inputs' root folder): a task pinned to each node reads a file this driver wrote there and writes one
-    back. Returns the number of nodes; raises :class:`RaySetupError` naming the first node that fails."""
+    back. Returns the number of nodes; raises :class:`RaySetupError` naming the first node that fails, or
+    when no node has ``cpus_per_task`` CPUs (the tasks would wait forever)."""
     ray = import_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+    largest = max((n["Resources"]["CPU"] for n in nodes), default=0)
+    if largest < cpus_per_task:
+        raise RaySetupError(f"no Ray node has {cpus_per_task:g} CPUs for a task (the largest has {largest:g}); "
+                            "lower --cpus-per-task")
     token = uuid.uuid4().hex
     probe = out_dir / f".flamecam-probe-{token}"
     probe.write_text(token)
-    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
     visit = ray.remote(num_cpus=0, max_retries=0)(_visit)
     replies = {n["NodeID"]: out_dir / f".flamecam-probe-{token}-{n['NodeID'][:12]}" for n in nodes}
     try:

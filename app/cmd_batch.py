@@ -235,8 +235,8 @@ def _run_jobs(args, jobs, rows, expected, out_dir: Path, info: dict, started: fl
 
             try:
                 started_ray = connect(args.ray, log=lambda m: print(f"flamecam batch: {m}", file=sys.stderr))
-                nodes = check_shared_storage(out_dir, batch.common_root([batch.BatchInput(Path(j.input), "video")
-                                                                         for j in jobs]))
+                root = batch.common_root([batch.BatchInput(Path(j.input), "video") for j in jobs])
+                nodes = check_shared_storage(out_dir, root, args.cpus_per_task)
             except RaySetupError as exc:
                 bar.close()
                 return _error(exc)
@@ -245,7 +245,8 @@ def _run_jobs(args, jobs, rows, expected, out_dir: Path, info: dict, started: fl
         elif jobs:
             from app.batch_worker import LocalPool  # noqa: PLC0415
 
-            messages = LocalPool(args.workers or default_workers(), args.retries, log_dir=out_dir / "batch_logs").run(jobs)
+            pool = LocalPool(args.workers or default_workers(), args.retries, log_dir=out_dir / "batch_logs")
+            messages = pool.run(jobs)
         else:
             messages = iter(())
         for message in messages:

@@ -123,7 +123,8 @@ def main() -> None:
             ["config", "files", "frames", "wall s", "fps (wall)", "fps (tracking)", "speed-up",
              "start-up 1st file s", "start-up later s", f"{DATASET_HOURS} h @{DATASET_FPS}fps: h"], rows)
         print(f"\nfps (tracking): frames / (last file's end - first file's start); the projection uses it plus the "
-              f"later files' start-up for {CLIP_MINUTES}-minute clips ({DATASET_HOURS * 60 // CLIP_MINUTES:.0f} files).")
+              f"later files' start-up for {CLIP_MINUTES}-minute clips "
+              f"({DATASET_HOURS * 60 // CLIP_MINUTES:.0f} files).")
         _common.write_json(args.json, "batch", [table], {"results": results, "load_before": load_before,
                                                          "load_after": load_after, "under_load": True})
     finally:

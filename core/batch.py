@@ -330,8 +330,8 @@ def existing_output(out: Path, key: str) -> ExistingOutput:
 # (session, model and landmarker set-up: the per-file overhead); started_utc: when its last attempt began;
 # worker: host:pid of the process that ran it.
 REPORT_COLUMNS = ("input", "output", "status", "frames", "frames_with_face", "focal_px", "focal_sigma_px",
-                  "focal_state", "focal_mode", "rho_per_m", "fit_error_px", "fps", "seconds", "startup_s", "started_utc",
-                  "worker", "attempts", "error")
+                  "focal_state", "focal_mode", "rho_per_m", "fit_error_px", "fps", "seconds", "startup_s",
+                  "started_utc", "worker", "attempts", "error")
 STATUSES = ("done", "skipped", "failed", "interrupted", "pending")
 
 
