@@ -5,10 +5,20 @@ import argparse
 import sys
 
 
+EXIT_CODES_HELP = """exit codes (every command; a failure prints one line 'flamecam COMMAND: error: ...'):
+  0    ok (batch: every input done or already complete)
+  1    failure on the way (disk, codec, a model that cannot be embedded)
+  2    bad input: a missing or unreadable file, a wrong model file, a bad option
+  3    track: no face in the whole source
+  4    calibrate: calibration too poor to save; batch: some inputs failed (batch_report.csv)
+  130  interrupted (Ctrl+C or SIGTERM); recordings are closed and readable"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flamecam",
-        description="Track a 3D head model (FLAME) with a perspective camera, including its focal length.")
+        description="Track a 3D head model (FLAME) with a perspective camera, including its focal length.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each entry: (name, module) where module defines add_arguments(parser) and run(args) -> int.
     for name, module, help_text in COMMANDS:
@@ -22,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: list[tuple[str, str, str]] = [
     ("track", "app.cmd_track", "Track a head and its camera's focal length in a video, image folder, webcam or "
                                "synthetic source; write a recording"),
+    ("batch", "app.cmd_batch", "Track whole datasets (videos, image folders, globs, lists) into one recording each; "
+                               "resumable; worker processes or a Ray cluster; writes batch_report.csv/.json"),
     ("convert-ict", "app.cmd_convert_ict", "Convert an ICT-FaceKit clone into a flamecam head-model .npz"),
     ("export", "app.cmd_export", "Export a recording as per-frame OBJ/PLY meshes or one .npz"),
     ("gui", "app.cmd_gui", "Open the desktop app (live overlay, plots, recording); 'flamecam' alone does too"),

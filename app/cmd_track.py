@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 
 from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, cli_error
 
@@ -12,6 +13,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video file, image folder, 'webcam[:N]', 'synthetic[:key=value,...]' or 'auto' "
                              "(default: the first webcam, else the synthetic source)")
     parser.add_argument("-o", "--output", metavar="OUT", help="recording to write (.fcrec; default: a dated name)")
+    add_tracking_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tracking options ``flamecam track`` and ``flamecam batch`` share (what SessionOptions holds)."""
     parser.add_argument("--model", default="builtin", help="FLAME .pkl, head-model .npz, or 'builtin' (default)")
     parser.add_argument("--camera", choices=("perspective", "ortho"), default="perspective",
                         help="camera model (ortho = weak perspective, for comparisons)")
@@ -45,8 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ARKit blendshapes; options ?blendshapes=mediapipe|model&mirror=1&names=perfectsync|arkit), "
                              "flamecam://HOST:PORT or osc://HOST:PORT for every tracked parameter (see README)")
     parser.add_argument("--no-landmarks", action="store_true", help="do not store detected landmarks in OUT")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _error(message, code: int = EXIT_BAD_INPUT) -> int:
@@ -130,41 +136,27 @@ def _run(args: argparse.Namespace) -> int:
 def _track(session, out, args: argparse.Namespace, streamer=None) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
-    from core.recording import RecordingError, RecordingWriter  # noqa: PLC0415
-    from core.recording import load as load_recording  # noqa: PLC0415
+    from core.recording import RecordingError  # noqa: PLC0415
     from core.session import eprint  # noqa: PLC0415
     from core.sources import SourceError  # noqa: PLC0415
 
-    source, pipeline, tracker = session.source, session.pipeline, session.tracker
+    source, pipeline = session.source, session.pipeline
     meta = session.recording_meta()
     total = min(x for x in (source.num_frames, session.options.max_frames, float("inf")) if x is not None)
     bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,
                file=sys.stderr, dynamic_ncols=True)
-    shape_version = -1
-    last_with_face = None
-    interrupted = False
+
+    def show(result) -> None:
+        if streamer is not None:
+            streamer.send(result)
+        track = result.track
+        bar.update(1)
+        bar.set_postfix_str(f"{pipeline.stats.frames / max(bar.format_dict['elapsed'], 1e-6):.1f} fps  "
+                            f"f={track.focal_px:.0f}±{track.focal_sigma_px:.0f}px ({track.focal_state})  "
+                            f"ρ={track.rho_per_m:.2f}/m  {track.tracking_state}", refresh=False)
+
     try:
-        with RecordingWriter(out, meta, overwrite=args.overwrite) as writer:
-            try:
-                for result in pipeline.run():
-                    if streamer is not None:
-                        streamer.send(result)  # first: the live receivers see the frame soonest
-                    track = result.track
-                    if track.shape_version != shape_version:
-                        writer.write_identity(track.frame_index, track.shape)
-                        shape_version = track.shape_version
-                    writer.write_track_result(track)
-                    if track.tracking_state in ("tracking", "reacquired"):
-                        last_with_face = track
-                    bar.update(1)
-                    bar.set_postfix_str(f"{pipeline.stats.frames / max(bar.format_dict['elapsed'], 1e-6):.1f} fps  "
-                                        f"f={track.focal_px:.0f}±{track.focal_sigma_px:.0f}px ({track.focal_state})  "
-                                        f"ρ={track.rho_per_m:.2f}/m  {track.tracking_state}", refresh=False)
-            except KeyboardInterrupt:
-                interrupted = True
-                pipeline.stop.set()
-            ended_by = "interrupted" if interrupted else "finished"
-            writer.close(summary={**pipeline.stats.summary(), "ended_by": ended_by, **focal_record(last_with_face)})
+        run = record_run(session, out, meta, overwrite=args.overwrite, on_result=show)
     except SourceError as exc:
         bar.close()
         return _error(f"{exc}; the frames before it are saved in {out}", EXIT_FAILED)
@@ -173,7 +165,7 @@ def _track(session, out, args: argparse.Namespace, streamer=None) -> int:
         return _error(exc, EXIT_FAILED)
     finally:
         bar.close()
-    stats = pipeline.stats
+    stats, interrupted, last_with_face = pipeline.stats, run.interrupted, run.last_with_face
     if interrupted:
         eprint(f"flamecam track: interrupted after {stats.frames} frames; the recording {out} is closed and readable")
         if stats.frames_with_face == 0:
@@ -184,22 +176,8 @@ def _track(session, out, args: argparse.Namespace, streamer=None) -> int:
         return _error(f"no face found in any of {stats.frames} frames (recording {out} holds only 'no_face' frames)",
                       EXIT_NO_FACE)
     if args.refine and not interrupted:
-        eprint(f"refining {len(tracker.history)} frames jointly ...")
-        refined = tracker.refine_sequence()
-        # Refinement covers only frames with a face; frames without one keep their online record.
-        by_index = {track.frame_index: track for track in refined}
-        online = load_recording(out)
-        tmp = out.with_name(out.name + ".refining")
-        with RecordingWriter(tmp, meta, overwrite=True) as writer:
-            writer.write_identity(0, tracker.shape.cpu().numpy())
-            for i, index in enumerate(online.frame_index.tolist()):
-                if index in by_index:
-                    writer.write_track_result(by_index[index])
-                else:
-                    writer.write_frame(online.frame(i))
-            writer.close(summary={**stats.summary(), "refined": True, "ended_by": "finished"})
-        tmp.replace(out)
-        last_with_face = refined[-1]
+        eprint(f"refining {len(session.tracker.history)} frames jointly ...")
+        last_with_face = write_refined(session, out, meta)
     summary = stats.summary()
     print(f"tracked {stats.frames} frames ({stats.frames_with_face} with a face) at {summary['fps']:.1f} fps "
           f"(tracker p50 {summary['tracker_ms_p50']:.1f} ms, landmarks p50 {summary['landmarks_ms_p50']:.1f} ms)"
@@ -240,6 +218,76 @@ def focal_summary(track, width: int) -> str:
         state = "" if track.focal_state == "fixed" else f", {track.focal_state}"
         text = f"focal length {f:.0f} ± {track.focal_sigma_px:.0f} px ({fov:.0f}° horizontal{state}) — {basis}"
     return f"{text}{distance}; fit error {track.fit_error_px:.2f} px"
+
+
+# --- the track loop, shared with flamecam batch (app.batch_worker) ---------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    """How :func:`record_run` ended: ``interrupted`` by Ctrl+C/SIGTERM; the last frame that had a face."""
+
+    interrupted: bool
+    last_with_face: object | None  # core.tracker.TrackResult
+
+
+def record_run(session, out, meta, overwrite: bool = False, on_result=None, summary_extra: dict | None = None
+               ) -> RunOutcome:
+    """Run ``session``'s pipeline to its end and write every frame (and identity change) to the recording
+    ``out``, closed with the run's statistics (plus ``summary_extra``). ``on_result(FrameResult)`` is
+    called after each frame is written. Ctrl+C stops the run and closes the recording (``interrupted``);
+    a source failure (:class:`core.sources.SourceError`) or a write failure
+    (:class:`core.recording.RecordingError`) is raised after the frames before it are saved."""
+    from core.recording import RecordingWriter  # noqa: PLC0415
+
+    pipeline = session.pipeline
+    shape_version = -1
+    last_with_face = None
+    interrupted = False
+    with RecordingWriter(out, meta, overwrite=overwrite) as writer:
+        try:
+            for result in pipeline.run():
+                track = result.track
+                if track.shape_version != shape_version:
+                    writer.write_identity(track.frame_index, track.shape)
+                    shape_version = track.shape_version
+                writer.write_track_result(track)
+                if track.tracking_state in ("tracking", "reacquired"):
+                    last_with_face = track
+                if on_result is not None:
+                    on_result(result)
+        except KeyboardInterrupt:
+            interrupted = True
+            pipeline.stop.set()
+        ended_by = "interrupted" if interrupted else "finished"
+        writer.close(summary={**pipeline.stats.summary(), **focal_record(last_with_face), **(summary_extra or {}),
+                              "ended_by": ended_by})
+    return RunOutcome(interrupted, last_with_face)
+
+
+def write_refined(session, out, meta, summary_extra: dict | None = None):
+    """Refine the tracked sequence jointly (``--refine``) and rewrite the recording ``out`` with it (through a
+    temporary file renamed over ``out``); returns the last refined frame's TrackResult."""
+    from core.recording import RecordingWriter  # noqa: PLC0415
+    from core.recording import load as load_recording  # noqa: PLC0415
+
+    tracker, stats = session.tracker, session.pipeline.stats
+    refined = tracker.refine_sequence()
+    # Refinement covers only frames with a face; frames without one keep their online record.
+    by_index = {track.frame_index: track for track in refined}
+    online = load_recording(out)
+    tmp = out.with_name(out.name + ".refining")
+    with RecordingWriter(tmp, meta, overwrite=True) as writer:
+        writer.write_identity(0, tracker.shape.cpu().numpy())
+        for i, index in enumerate(online.frame_index.tolist()):
+            if index in by_index:
+                writer.write_track_result(by_index[index])
+            else:
+                writer.write_frame(online.frame(i))
+        writer.close(summary={**stats.summary(), **focal_record(refined[-1]), **(summary_extra or {}), "refined": True,
+                              "ended_by": "finished"})
+    tmp.replace(out)
+    return refined[-1]
 
 
 def _stop_on_sigterm() -> None:

@@ -12,6 +12,7 @@ EXIT_FAILED = 1  # something went wrong on the way (disk, codec, model could not
 EXIT_BAD_INPUT = 2  # a bad option, a missing or unreadable file, a wrong model file
 EXIT_NO_FACE = 3  # track: no face in the whole source
 EXIT_REFUSED = 4  # calibrate: the calibration was too poor to save
+EXIT_SOME_FAILED = 4  # batch: some inputs failed (each one is in batch_report.csv/.json)
 EXIT_INTERRUPTED = 130  # Ctrl+C or SIGTERM (what was recorded is closed and readable)
 
 

@@ -110,17 +110,34 @@ def open_session_source(options: SessionOptions, log=print):
     return open_source(spec)
 
 
-def load_model_and_embedding(options: SessionOptions, log=print):
-    """(HeadModel, LandmarkEmbedding) for ``options.model`` (the embedding is cached per model file)."""
+def _file_identity(path: str | None) -> tuple:
+    """What a file's cached load is keyed on: its resolved path, size and modification time."""
+    if path is None or path == "builtin" or not os.path.isfile(path):
+        return (path,)
+    stat = os.stat(path)
+    return (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+def load_model_and_embedding(options: SessionOptions, log=print, cache: dict | None = None):
+    """(HeadModel, LandmarkEmbedding) for ``options.model`` (the embedding is cached per model file).
+
+    ``cache``: a dict the caller keeps for the life of its process (a batch worker), so that each model
+    file is read and embedded once per process, not once per session; keyed by the files' identity."""
     from core.embedding import embedding_for, embedding_is_cached  # noqa: PLC0415
     from core.model_io import load_head_model  # noqa: PLC0415
 
+    key = ("model", _file_identity(options.model), _file_identity(options.embedding))
+    if cache is not None and key in cache:
+        return cache[key]
     head = load_head_model(None if options.model == "builtin" else options.model)
     if head.is_coarse:
         log(COARSE_NOTICE)
     if options.embedding is None and not embedding_is_cached(head):
         log(f"landmark embedding for {head.name}: learned once from renders (~30 s), then cached")
-    return head, embedding_for(head, user_file=options.embedding)
+    loaded = head, embedding_for(head, user_file=options.embedding)
+    if cache is not None:
+        cache[key] = loaded
+    return loaded
 
 
 def tracker_options(options: SessionOptions, plan, image_size: tuple[int, int]):
@@ -199,11 +216,13 @@ class Session:
 
 
 def build_session(options: SessionOptions, log: Callable[[str], None] = print, stop: threading.Event | None = None,
-                  source=None, with_mesh: bool = False, pipelined: bool = True) -> Session:
+                  source=None, with_mesh: bool = False, pipelined: bool = True,
+                  model_cache: dict | None = None) -> Session:
     """Build a session (see the module docstring). ``source``: an already opened source to use
     instead of ``options.source``; ``stop``: an event that aborts the run; ``with_mesh``: the
-    pipeline also poses the full mesh for a viewer. Raises :class:`SessionError`; the source is
-    closed on failure."""
+    pipeline also poses the full mesh for a viewer; ``model_cache``: a per-process dict that keeps
+    loaded models between sessions (see :func:`load_model_and_embedding`; the regressor has its own
+    process cache in ``core.regressor``). Raises :class:`SessionError`; the source is closed on failure."""
     from core.assets import AssetError  # noqa: PLC0415
     from core.intrinsics import resolve_intrinsics  # noqa: PLC0415
     from core.landmarks import LandmarkerOptions  # noqa: PLC0415
@@ -234,7 +253,7 @@ def build_session(options: SessionOptions, log: Callable[[str], None] = print, s
         except ValueError as exc:
             raise SessionError(f"cannot use these camera settings: {exc}") from None
         try:
-            head, embedding = load_model_and_embedding(options, log=note)
+            head, embedding = load_model_and_embedding(options, log=note, cache=model_cache)
             topts = tracker_options(options, plan, source.size)
             tracker = Tracker(head, embedding, source.size, topts)
         except (ModelFileError, AssetError, ValueError, OSError) as exc:

@@ -102,7 +102,12 @@ class ImageFolderSource(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         for i, path in enumerate(self.paths):
-            yield Frame(i, i / self.fps, self._read(path), name=path.name)
+            rgb = self._read(path)
+            if (rgb.shape[1], rgb.shape[0]) != tuple(self.size):
+                # The tracker's camera is the first image's; another size would be tracked in the wrong pixels.
+                raise SourceError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, but the sequence started at "
+                                  f"{self.size[0]}x{self.size[1]}; every image of a sequence must have one size")
+            yield Frame(i, i / self.fps, rgb, name=path.name)
 
 
 class VideoFileSource(FrameSource):

@@ -184,7 +184,13 @@ class Tracker:
 
     def _advance_refinement(self, step_start: float) -> None:
         """Run units of the joint refinement while the frame's time budget allows: a unit is only
-        started if its typical duration still fits, and at least one runs every few frames."""
+        started if its typical duration still fits, and at least one runs every few frames (or exactly
+        ``refine_units_per_frame`` units: reproducible whatever the machine's load)."""
+        if self.options.refine_units_per_frame is not None:
+            for _ in range(self.options.refine_units_per_frame):
+                if not self.shared.advance():
+                    return
+            return
         budget = self.options.frame_budget_ms / 1000
         ran = 0
         while True:

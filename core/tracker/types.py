@@ -126,6 +126,9 @@ class TrackerOptions:
     focal_observable_sigma: float = 0.25  # posterior relative σ above which the state is "not_observable"
     focal_converged_sigma: float = 0.08
     frame_budget_ms: float = 7.0  # per-frame time the joint refinement may fill after the frame's own fit
+    # Offline and reproducible (flamecam batch): exactly this many refinement units per frame instead of
+    # the time budget, so the result does not depend on the machine's speed or load. None: the budget.
+    refine_units_per_frame: int | None = None
     smoothing: bool = True  # One-Euro on outputs (parameters per signal in ONE_EURO)
     reinit_after_s: float = 0.5  # re-initialise the pose after losing the face this long
     initial_identity_iterations: int = 8
