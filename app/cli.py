@@ -4,14 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-EXIT_CODES_HELP = """exit codes (every command; a failure prints one line 'flamecam COMMAND: error: ...'):
-  0    ok (batch: every input done or already complete)
-  1    failure on the way (disk, codec, a model that cannot be embedded)
-  2    bad input: a missing or unreadable file, a wrong model file, a bad option
-  3    track: no face in the whole source
-  4    calibrate: calibration too poor to save; batch: some inputs failed (batch_report.csv)
-  130  interrupted (Ctrl+C or SIGTERM); recordings are closed and readable"""
+from app.exit_codes import EXIT_CODES_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,15 @@ EXIT_SOME_FAILED = 4  # batch: some inputs failed (each one is in batch_report.c
 EXIT_INTERRUPTED = 130  # Ctrl+C or SIGTERM (what was recorded is closed and readable)
 
 
+EXIT_CODES_HELP = """exit codes (every command; a failure prints one line 'flamecam COMMAND: error: ...'):
+  0    ok (batch: every input done or already complete)
+  1    failure on the way (disk, codec, a model that cannot be embedded)
+  2    bad input: a missing or unreadable file, a wrong model file, a bad option
+  3    track: no face in the whole source
+  4    calibrate: calibration too poor to save; batch: some inputs failed (batch_report.csv)
+  130  interrupted (Ctrl+C or SIGTERM); recordings are closed and readable"""
+
+
 def cli_error(command: str, message, code: int = EXIT_BAD_INPUT) -> int:
     """Print ``flamecam COMMAND: error: MESSAGE`` (one line) to stderr and return ``code``."""
     print(f"flamecam {command}: error: {' '.join(str(message).split())}", file=sys.stderr)
