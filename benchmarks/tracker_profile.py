@@ -1,7 +1,7 @@
 """Where the tracker's time goes: ``Tracker.step`` per model, per stage, and cProfile's top functions.
 
     python benchmarks/tracker_profile.py [--models flame,ict,builtin] [--frames 300] [--profile 12]
-                                         [--threads 1] [--json OUT.json]
+                                         [--threads 1] [--ict PATH] [--json OUT.json]
 
 Landmark sequences, per model:
 
@@ -15,8 +15,10 @@ Landmark sequences, per model:
 
 Per model: ms per step (wall and this thread's CPU time: under contention the CPU time is the
 steadier figure), the stages (the frame's own fit, the joint refinement's units, the result),
-and the accuracy the tracker reaches on the sequence (so a speed change that costs accuracy
-shows), then cProfile's top functions by own CPU time. The first 5 frames (initialisation and the
+and the accuracy the tracker reaches on the sequence, so a speed change that costs accuracy
+shows (from a second run with ``frame_budget_ms=0``: one refinement unit every fourth frame
+whatever the machine's speed, so two versions compare number for number), then cProfile's top
+functions by own CPU time. The first 5 frames (initialisation and the
 first identity fit) are left out of the timings.
 """
 from __future__ import annotations
@@ -60,13 +62,13 @@ def flame_sequence(frames: int):
     return head, src.emb, (640, 480), list(landmarks), list(truths)
 
 
-def detected_sequence(name: str, frames: int):
+def detected_sequence(name: str, frames: int, ict: Path):
     """(head, embedding, per-frame MediaPipe landmarks, ground truths) of a rendered rigid model."""
     from accuracy import sequence_options  # noqa: PLC0415
 
     from core.embedding import embedding_for  # noqa: PLC0415
 
-    model_arg = str(_common.DEFAULT_ICT_PATH) if name == "ict" else "builtin"
+    model_arg = str(ict) if name == "ict" else "builtin"
     head = load_head_model(None if name == "builtin" else model_arg)
     opts = sequence_options(900, 0, 120)
     landmarks, _, truths = _common.detect_sequence(opts, model_arg, head)
@@ -101,10 +103,11 @@ def pct(values, q) -> float:
 
 
 def accuracy(head, results, truths) -> dict:
-    """Mean face-vertex error (mm, camera space), landmark fit (px) and jaw error (rad) after SKIP frames."""
+    """After SKIP frames: mean face-vertex error (mm; camera space, and after rigid alignment), landmark fit
+    (px), jaw opening error (rad) and the last frame's focal length (px)."""
     from core import camera  # noqa: PLC0415
     from core.head_model import HeadModelLayer  # noqa: PLC0415
-    from core.metrics import vertex_error_mm  # noqa: PLC0415
+    from core.metrics import aligned_vertex_error_mm, vertex_error_mm  # noqa: PLC0415
 
     face = head.regions.get("face", np.arange(head.num_vertices))
     layer = HeadModelLayer(head, face)
@@ -116,16 +119,19 @@ def accuracy(head, results, truths) -> dict:
             return camera.model_to_camera(verts, t("translation")).numpy()
 
     res, gt = results[SKIP:], truths[SKIP:]
-    out = {"vertex_mm": float(np.nanmean(vertex_error_mm(meshes(res), meshes(gt)))),
-           "fit_px": float(np.nanmean([r.fit_error_px for r in res]))}
+    pred, true = meshes(res), meshes(gt)
+    out = {"vertex_mm": float(np.nanmean(vertex_error_mm(pred, true))),
+           "aligned_mm": float(np.nanmean(aligned_vertex_error_mm(pred, true))),
+           "fit_px": float(np.nanmean([r.fit_error_px for r in res])), "focal_px": float(res[-1].focal_px)}
     if head.is_articulated:
         out["jaw_err_rad"] = float(np.mean([abs(r.jaw_pose[0] - g.jaw_pose[0]) for r, g in zip(res, gt)]))
     return out
 
 
-def track(head, emb, size, landmarks, profiler: cProfile.Profile | None = None):
+def track(head, emb, size, landmarks, profiler: cProfile.Profile | None = None,
+          options: TrackerOptions = TrackerOptions()):
     """Run a fresh tracker over the sequence: results, per-frame wall and CPU ms, per-stage ms."""
-    tracker = Tracker(head, emb, size, TrackerOptions())
+    tracker = Tracker(head, emb, size, options)
     timer = StageTimer()
     timer.wrap(tracker.problem, "solve", "frame fit")
     timer.wrap(tracker.shared, "advance", "refinement units")
@@ -149,12 +155,15 @@ def track(head, emb, size, landmarks, profiler: cProfile.Profile | None = None):
     return results, wall, cpu, stages
 
 
-def run_model(name: str, frames: int, top: int) -> dict:
+def run_model(name: str, frames: int, top: int, ict: Path) -> dict:
     if name == "flame":
         head, emb, size, landmarks, truths = flame_sequence(frames)
     else:
-        head, emb, size, landmarks, truths = detected_sequence(name, frames)
-    results, wall, cpu, stages = track(head, emb, size, landmarks)
+        head, emb, size, landmarks, truths = detected_sequence(name, frames, ict)
+    _, wall, cpu, stages = track(head, emb, size, landmarks)
+    # Accuracy from a run whose refinement schedule does not depend on the machine's speed (one
+    # unit every fourth frame), so that two versions of the tracker compare number for number.
+    results, *_ = track(head, emb, size, landmarks, options=TrackerOptions(frame_budget_ms=0.0))
     row = {"frames": len(wall), "wall_ms_p50": pct(wall, 50), "wall_ms_p95": pct(wall, 95),
            "wall_ms_mean": float(np.mean(wall)), "cpu_ms_p50": pct(cpu, 50), "cpu_ms_p95": pct(cpu, 95),
            "stages_ms_mean": {k: float(np.mean(v)) for k, v in stages.items()},
@@ -184,16 +193,17 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--profile", type=int, default=12, metavar="N", help="cProfile's top N functions (0: off)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the app uses 1)")
+    parser.add_argument("--ict", type=Path, default=_common.DEFAULT_ICT_PATH, help="ICT-FaceKit head model .npz")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = {"frames": args.frames, "threads": args.threads, "results": {}}
     for name in filter(None, args.models.split(",")):
-        if name == "ict" and not _common.DEFAULT_ICT_PATH.exists():
-            print(f"skipping ict: {_common.DEFAULT_ICT_PATH} not found")
+        if name == "ict" and not args.ict.exists():
+            print(f"skipping ict: {args.ict} not found (pass --ict PATH)")
             continue
         print(f"{name} ...", file=sys.stderr, flush=True)
-        report["results"][name] = run_model(name, args.frames, args.profile)
+        report["results"][name] = run_model(name, args.frames, args.profile, args.ict)
     print_report(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -203,9 +213,9 @@ def main(argv=None) -> int:
 
 def print_report(report: dict) -> None:
     print(f"\nTracker.step, {report['frames']} frames, torch threads {report['threads']}; ms per frame "
-          f"(first {SKIP} frames left out)")
+          f"(first {SKIP} frames left out); accuracy from the run with frame_budget_ms=0")
     head = (f"{'model':<8} {'wall p50/p95/mean':>18} {'cpu p50/p95':>12}  {'fit / refine / result (mean)':>28}  "
-            f"{'vertex mm':>9} {'fit px':>6} {'jaw err':>7}")
+            f"{'vertex mm':>9} {'aligned':>7} {'fit px':>6} {'jaw rad':>7} {'focal':>6}")
     print(head)
     print("-" * len(head))
     for name, r in report["results"].items():
@@ -214,7 +224,7 @@ def print_report(report: dict) -> None:
         print(f"{name:<8} {r['wall_ms_p50']:>6.2f}/{r['wall_ms_p95']:.2f}/{r['wall_ms_mean']:.2f} "
               f"{r['cpu_ms_p50']:>6.2f}/{r['cpu_ms_p95']:.2f}  "
               f"{st['frame fit']:>10.2f} / {st['refinement units']:.2f} / {st['result']:.2f}  "
-              f"{acc['vertex_mm']:>9.3f} {acc['fit_px']:>6.3f} {jaw:>7}")
+              f"{acc['vertex_mm']:>9.3f} {acc['aligned_mm']:>7.3f} {acc['fit_px']:>6.3f} {jaw:>7} {acc['focal_px']:>6.0f}")
     for name, r in report["results"].items():
         if "top" in r:
             print(f"\n{name}: top functions by own CPU time (ms per frame, own / cumulative, calls per frame)")

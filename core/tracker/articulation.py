@@ -69,8 +69,9 @@ def lbs_pose_jacobian(weights_t: torch.Tensor, rest_posed_t: torch.Tensor, trans
     chain_arm = (subtree @ weighted).view(n_joints, 3, n_vert) \
         - (subtree @ weights_t)[:, None] * posed_joints[joints, :, None]  # y_uk, (K, 3, U)
     theta = axis_angles[joints]
-    eye = torch.eye(3, dtype=rot_world.dtype, device=rot_world.device)
-    parent_rot = torch.stack([rot_world[parents[k]] if parents[k] >= 0 else eye for k in joints])
+    # World rotation of each joint's parent; the root's parent is the model frame (the identity).
+    with_model_frame = torch.cat([rot_world, torch.eye(3, dtype=rot_world.dtype, device=rot_world.device)[None]])
+    parent_rot = with_model_frame[[parents[k] if parents[k] >= 0 else len(rot_world) for k in joints]]
     left = so3_left_jacobian(theta)
     generators = (parent_rot @ left).transpose(-1, -2)  # (K, i, 3): g_i = Rw_parent J(θ_k) e_i
     # g_i x y = [g_i]x y: rows (a, i) of one (9, 3) matrix per joint.

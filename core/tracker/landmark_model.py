@@ -3,6 +3,11 @@
 Only the embedded landmark points are evaluated (not the whole mesh): linear identity and
 expression bases blended at the landmarks' barycentric coordinates, plus, for articulated models,
 smplx's LBS on the few vertices the landmarks touch. Float64 torch on the tracker's device.
+
+The articulated per-frame path: :meth:`LandmarkModel.shaped_vertices` once per identity,
+:meth:`LandmarkModel.posed_points` (one smplx ``lbs`` call on those vertices, batch 1) per state,
+and :meth:`LandmarkModel.pose_jacobian` (``core.tracker.articulation``) when a step needs the
+jaw and eye columns, reusing that forward pass.
 """
 from __future__ import annotations
 
@@ -47,21 +52,17 @@ class LandmarkModel:
         if self.articulated:
             uniq, inverse = np.unique(vids, return_inverse=True)
             self.layer = HeadModelLayer(head, uniq, device=self.device, dtype=torch.float64)
-            mix = np.zeros((len(self.ids), len(uniq)))
-            np.add.at(mix, (np.repeat(np.arange(len(self.ids)), 3), inverse.ravel()), weights.ravel())
-            self.mix = torch.as_tensor(mix, **kw)  # (L, U)
-            self._init_pose_path(inverse.reshape(vids.shape), weights)
+            self.gather_ids = torch.as_tensor(inverse.reshape(vids.shape), device=self.device)  # (L, 3) into U
+            self.gather_weights = torch.as_tensor(weights, **kw)[..., None]  # (L, 3, 1)
+            self._init_pose_path()
 
-    def _init_pose_path(self, local_ids: np.ndarray, weights: np.ndarray) -> None:
+    def _init_pose_path(self) -> None:
         """Buffers of the per-frame articulated path (:meth:`posed_points`, :meth:`pose_jacobian`)."""
         layer, head = self.layer, self.head
         kw = dict(dtype=torch.float64, device=self.device)
         n_vert, n_shape = layer.num_out, head.num_shape
-        self.gather_ids = torch.as_tensor(local_ids, device=self.device)  # (L, 3) into the U landmark vertices
-        self.gather_weights = torch.as_tensor(weights, **kw)[..., None]  # (L, 3, 1)
         self._gather_ids_t = self.gather_ids.T.reshape(-1).contiguous()  # (3L,) corner-major
         self._gather_weights_t = self.gather_weights[..., 0].T.contiguous()  # (3, L)
-        # The layer's vertices are the U landmark vertices then the J joints (virtual vertices).
         self.vertex_shapedirs = layer.dirs[..., :n_shape].contiguous()  # (U+J, 3, S)
         self.vertex_exprdirs = layer.dirs[..., n_shape:].contiguous()  # (U+J, 3, E)
         self.parents = [int(p) for p in head.parents]
@@ -71,12 +72,13 @@ class LandmarkModel:
         present = [n for n in names if head.has_joint(n)]
         self._pose_columns = [names.index(n) for n in present]
         self._pose_joints = [head.joint_names.index(n) for n in present]
-        n_all = len(layer.v_template)
+        n_all = len(layer.v_template)  # the U landmark vertices, then the J joints (virtual vertices)
         self._subtree = articulation.subtree_mask(self.parents, self._pose_joints).to(**kw)  # (K, J)
         self._weights_t = layer.lbs_weights[:n_vert].T.contiguous()  # (J, U)
-        self._vertex_posedirs_t = layer.posedirs.view(len(layer.posedirs), n_all, 3)[:, :n_vert].transpose(1, 2).reshape(
-            len(layer.posedirs), -1).contiguous()  # (P, 3*U): vertices last
+        posedirs = layer.posedirs.view(len(layer.posedirs), n_all, 3)[:, :n_vert]
+        self._vertex_posedirs_t = posedirs.transpose(1, 2).reshape(len(posedirs), -1).contiguous()  # (P, 3U)
         self._corrective_dirs = articulation.corrective_dirs(layer.posedirs, n_vert, self._pose_joints)  # (K, 3, 9, U)
+        self._eye3 = torch.eye(3, **kw)
         self._no_coeffs = torch.zeros(1, 0, **kw)
         self._no_dirs = torch.zeros(len(layer.v_template), 3, 0, **kw)
 
@@ -91,7 +93,7 @@ class LandmarkModel:
             return (self.template + torch.einsum("lcs,bs->blc", self.shapedirs, shape)
                     + torch.einsum("lcs,bs->blc", self.exprdirs, expr))
         verts = self.layer(shape, expr, None, None, jaw, eyes)
-        return torch.einsum("lu,buc->blc", self.mix, verts)
+        return (verts[:, self.gather_ids] * self.gather_weights).sum(2)
 
     # -- the per-frame articulated path ---------------------------------------------------------
 
@@ -111,30 +113,31 @@ class LandmarkModel:
         rot_mats = batch_rodrigues(pose)
         verts, posed_joints = lbs(self._no_coeffs, rot_mats.view(1, -1, 9), v_shaped, self._no_dirs, layer.posedirs,
                                   layer.j_regressor, layer.parents, layer.lbs_weights, pose2rot=False)
-        points = (verts[0, self.gather_ids] * self.gather_weights).sum(1)  # (L, 3)
+        corners = verts[0].index_select(0, self._gather_ids_t).view(3, -1, 3)  # (corner, L, 3)
+        w = self._gather_weights_t[..., None]
+        points = corners[0] * w[0] + corners[1] * w[1] + corners[2] * w[2]  # (L, 3)
         return PosedLandmarks(points, v_shaped, pose, rot_mats, posed_joints[0])
 
     def pose_jacobian(self, posed: "PosedLandmarks") -> torch.Tensor:
         """d landmark point / d pose of :attr:`pose_joint_names` (3 columns each), by axis: (3, L, 3K)."""
-        layer, n_vert = self.layer, self.layer.num_out
-        out = posed.points.new_zeros(3, len(posed.points), 3 * len(self.pose_joint_names))
+        layer, n_vert, n_lmk = self.layer, self.layer.num_out, len(posed.points)
         if not self._pose_joints:
-            return out
+            return posed.points.new_zeros(3, n_lmk, 3 * len(self.pose_joint_names))
         v_shaped = posed.v_shaped
         _, transforms = batch_rigid_transform(posed.rot_mats[None], v_shaped[None, n_vert:], layer.parents)
-        eye = torch.eye(3, dtype=v_shaped.dtype, device=v_shaped.device)
-        pose_feature = (posed.rot_mats[1:] - eye).reshape(-1)
+        pose_feature = (posed.rot_mats[1:] - self._eye3).reshape(-1)
         rest_posed_t = v_shaped[:n_vert].T + (pose_feature @ self._vertex_posedirs_t).view(3, n_vert)
         cols = articulation.lbs_pose_jacobian(self._weights_t, rest_posed_t, transforms[0], posed.posed_joints,
                                               self._pose_joints, self.parents, self._subtree, posed.pose,
                                               posed.rot_mats, self._corrective_dirs)  # (K', 3, 3, U)
-        n_lmk = len(posed.points)
-        corners = cols.reshape(-1, n_vert).index_select(1, self._gather_ids_t).view(-1, 3, n_lmk)  # (K'*9, 3, L)
-        w = self._gather_weights_t
-        cols = (corners[:, 0] * w[0] + corners[:, 1] * w[1] + corners[:, 2] * w[2]).view(-1, 3, 3, n_lmk)
-        cols = cols.permute(1, 3, 0, 2).reshape(3, n_lmk, -1)  # (a, L, (k, i))
+        # Vertex-major for the gather (a row gather is several times faster than a column one).
+        per_vertex = cols.permute(3, 1, 0, 2).reshape(n_vert, -1)  # (U, (a, k, i))
+        corners = per_vertex.index_select(0, self._gather_ids_t).view(3, n_lmk, 3, -1)  # (corner, L, a, (k, i))
+        w = self._gather_weights_t[..., None, None]
+        cols = (corners[0] * w[0] + corners[1] * w[1] + corners[2] * w[2]).transpose(0, 1)  # (a, L, (k, i))
         if len(self._pose_columns) == len(self.pose_joint_names):
             return cols
+        out = cols.new_zeros(3, n_lmk, 3 * len(self.pose_joint_names))
         for j, c in enumerate(self._pose_columns):  # joints the model lacks keep zero columns
             out[..., 3 * c:3 * c + 3] = cols[..., 3 * j:3 * j + 3]
         return out

@@ -11,8 +11,11 @@ differences (``tests/test_tracker_residuals.py``) and the shared-parameter refin
 The objective of one frame: a robust (Huber) reprojection loss of the landmarks MediaPipe would
 report (surface points plus its ρ-dependent bias model), Gaussian priors on expressions and joint
 poses, and a temporal prior towards the previous frame. Jacobians are analytic for rotation
-(right perturbation), translation, expression, identity and the focal length; jaw/eye columns
-come from one batched forward pass of finite differences through smplx's LBS.
+(right perturbation), translation, expression, identity and the focal length, and for the jaw
+and eye poses of articulated models (``core.tracker.articulation``: the derivative of smplx's
+LBS, which stays the forward pass). For articulated models the expression and identity columns
+are those of the unposed landmarks (exact at zero joint pose, a Gauss-Newton approximation
+otherwise; the objective itself is always the posed one).
 """
 from __future__ import annotations
 
