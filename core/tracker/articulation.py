@@ -16,35 +16,57 @@ position. The pose θ_k of joint k moves a vertex in two ways:
   ``g_i = Rw_parent(k) J(θ_k) e_i``, so the chain term is ``-[y_uk]x G_k`` with
   ``y_uk = Σ_{m in subtree(k)} w_um (A_m(p_u) - Jw_k)`` and ``G_k = Rw_parent(k) J(θ_k)``.
 
-Pure torch functions; ``tests/test_tracker_residuals.py`` checks them against central differences
-through smplx's ``lbs``.
+Pure functions (torch; the per-joint 3x3 algebra in numpy); ``tests/test_tracker_residuals.py``
+checks them against central differences through smplx's ``lbs``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from core.camera import skew
 
 
-def so3_left_jacobian(axis_angle: torch.Tensor) -> torch.Tensor:
-    """Left Jacobian of SO(3): ``exp(θ + δ) ≈ exp([J(θ) δ]x) exp(θ)``. axis_angle: (..., 3) -> (..., 3, 3).
+def so3_left_jacobian(axis_angle):
+    """Left Jacobian of SO(3): ``exp(θ + δ) ≈ exp([J(θ) δ]x) exp(θ)``. axis_angle: (..., 3) -> (..., 3, 3),
+    numpy or torch.
 
     ``J = I + (1 - cos a)/a² [θ]x + (a - sin a)/a³ [θ]x²`` with a = |θ|; series below a = 1e-4.
     """
+    xp = np if isinstance(axis_angle, np.ndarray) else torch
     theta2 = (axis_angle * axis_angle).sum(-1)[..., None, None]
     small = theta2 < 1e-8
-    safe2 = torch.where(small, torch.ones_like(theta2), theta2)
-    safe = safe2.sqrt()
-    b = torch.where(small, 0.5 - theta2 / 24, (1 - safe.cos()) / safe2)
-    c = torch.where(small, 1.0 / 6 - theta2 / 120, (safe - safe.sin()) / (safe2 * safe))
+    safe2 = xp.where(small, xp.ones_like(theta2), theta2)
+    safe = xp.sqrt(safe2)
+    b = xp.where(small, 0.5 - theta2 / 24, (1 - xp.cos(safe)) / safe2)
+    c = xp.where(small, 1.0 / 6 - theta2 / 120, (safe - xp.sin(safe)) / (safe2 * safe))
     k = skew(axis_angle)
-    return torch.eye(3, dtype=k.dtype, device=k.device) + b * k + c * (k @ k)
+    eye = np.eye(3) if xp is np else torch.eye(3, dtype=k.dtype, device=k.device)
+    return eye + b * k + c * (k @ k)
 
 
-def rotation_derivatives(left_jacobian: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+def rotation_derivatives(left_jacobian, rotation):
     """∂R/∂θ_i = [J e_i]x R of ``R = exp([θ]x)``, J = :func:`so3_left_jacobian` (θ).
-    left_jacobian, rotation: (K, 3, 3) -> (K, 3 (i), 3, 3)."""
-    return skew(left_jacobian.transpose(-1, -2)) @ rotation[:, None]
+    left_jacobian, rotation: (K, 3, 3) numpy or torch -> (K, 3 (i), 3, 3)."""
+    return skew(left_jacobian.swapaxes(-1, -2)) @ rotation[:, None]
+
+
+def pose_generators(axis_angles: np.ndarray, rot_mats: np.ndarray, rot_world: np.ndarray, joints: list[int],
+                    parents: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The per-joint 3x3 algebra of :func:`lbs_pose_jacobian` (numpy: on a CPU these few tiny
+    products cost a third of what torch's per-operation overhead makes them cost).
+
+    axis_angles: (J, 3); rot_mats: (J, 3, 3) local rotations; rot_world: (J, 3, 3) world rotations.
+    Returns ``cross`` (K, 9, 3): rows (a, i) of ``[g_i]x`` with g_i = Rw_parent(k) J(θ_k) e_i, so that
+    ``cross @ y`` is g_i x y; and ``d_rot`` (K, 3, 9): ∂R_k/∂θ_k,i flattened row-major.
+    """
+    left = so3_left_jacobian(axis_angles[joints])
+    # World rotation of each joint's parent; the root's parent is the model frame (the identity).
+    parent_rot = np.stack([rot_world[parents[k]] if parents[k] >= 0 else np.eye(3) for k in joints])
+    generators = (parent_rot @ left).swapaxes(-1, -2)  # (K, i, 3)
+    cross = skew(generators).transpose(0, 2, 1, 3).reshape(len(joints), 9, 3)
+    d_rot = rotation_derivatives(left, rot_mats[joints]).reshape(len(joints), 3, 9)
+    return cross, d_rot
 
 
 def lbs_pose_jacobian(weights_t: torch.Tensor, rest_posed_t: torch.Tensor, transforms: torch.Tensor,
@@ -68,16 +90,10 @@ def lbs_pose_jacobian(weights_t: torch.Tensor, rest_posed_t: torch.Tensor, trans
     weighted = (weights_t[:, None] * per_joint).view(len(weights_t), -1)  # (J, 3U)
     chain_arm = (subtree @ weighted).view(n_joints, 3, n_vert) \
         - (subtree @ weights_t)[:, None] * posed_joints[joints, :, None]  # y_uk, (K, 3, U)
-    theta = axis_angles[joints]
-    # World rotation of each joint's parent; the root's parent is the model frame (the identity).
-    with_model_frame = torch.cat([rot_world, torch.eye(3, dtype=rot_world.dtype, device=rot_world.device)[None]])
-    parent_rot = with_model_frame[[parents[k] if parents[k] >= 0 else len(rot_world) for k in joints]]
-    left = so3_left_jacobian(theta)
-    generators = (parent_rot @ left).transpose(-1, -2)  # (K, i, 3): g_i = Rw_parent J(θ_k) e_i
-    # g_i x y = [g_i]x y: rows (a, i) of one (9, 3) matrix per joint.
-    cross = skew(generators).permute(0, 2, 1, 3).reshape(n_joints, 9, 3)  # (K, (a, i), c)
+    small = pose_generators(*(t.detach().cpu().numpy() for t in (axis_angles, rot_mats, rot_world)), joints, parents)
+    cross, d_rot = (torch.as_tensor(a, dtype=rot_world.dtype, device=rot_world.device) for a in small)
     chain = (cross @ chain_arm).view(n_joints, 3, 3, n_vert)
-    d_rot = rotation_derivatives(left, rot_mats[joints]).reshape(n_joints, 1, 3, 9)  # ∂R_k/∂θ_i
+    d_rot = d_rot[:, None]  # (K, 1, i, 9)
     d_rest = d_rot @ corrective_dirs  # (K, b, i, U): d p_u[b] / d θ_k[i]
     skin = (rot_world.reshape(-1, 9).T @ weights_t).view(3, 3, n_vert)  # Σ_m w_um Rw_m, (a, b, U)
     corrective = sum(skin[None, :, b, None] * d_rest[:, b, None] for b in range(3))  # (K, a, i, U)
@@ -99,10 +115,12 @@ def subtree_mask(parents: list[int], joints: list[int]) -> torch.Tensor:
 def corrective_dirs(posedirs: torch.Tensor, num_vertices: int, joints: list[int]) -> torch.Tensor:
     """Pose-corrective directions of ``joints`` at the first ``num_vertices`` vertices, vertices last.
 
-    posedirs: smplx's ((J-1)*9, V*3), rows 9(j-1)..9j-1 are joint j's vec(R_j - I) -> (K, 3, 9, U).
+    posedirs: smplx's ((J-1)*9, V*3), rows 9(j-1)..9j-1 are joint j's vec(R_j - I); the root has
+    none -> (K, 3, 9, U).
     """
     per_vertex = posedirs.view(len(posedirs), -1, 3)[:, :num_vertices]  # (P, U, 3)
-    if not joints:
-        return posedirs.new_zeros(0, 3, 9, num_vertices)
-    rows = torch.stack([torch.arange(9, device=posedirs.device) + 9 * (j - 1) for j in joints])  # (K, 9)
-    return per_vertex[rows].permute(0, 3, 1, 2).contiguous()  # (K, 9, U, 3) -> (K, 3, 9, U)
+    out = posedirs.new_zeros(len(joints), 9, num_vertices, 3)
+    for row, j in enumerate(joints):
+        if j > 0:
+            out[row] = per_vertex[9 * (j - 1):9 * j]
+    return out.permute(0, 3, 1, 2).contiguous()  # (K, 9, U, 3) -> (K, 3, 9, U)

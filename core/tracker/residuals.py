@@ -20,6 +20,7 @@ otherwise; the objective itself is always the posed one).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +107,10 @@ class FrameProblem:
         self.offsets = dict(zip((n for n, _ in blocks), np.cumsum([0] + [w for _, w in blocks])[:-1].tolist()))
         self._shaped_for: torch.Tensor | None = None  # cache of template + identity at the landmarks
         self._shaped: torch.Tensor | None = None
-        # Articulated: [(shape, shaped vertices, [((expr, jaw, eyes), PosedLandmarks), ...])], newest first.
+        # Articulated: [(shape, shaped vertices, {(expr, jaw, eyes) bytes: PosedLandmarks})], newest first;
+        # room for every keyframe and a frame's own states.
         self._posed_cache: list = []
+        self._posed_cache_size = options.max_keyframes + 8
 
     # -- geometry ------------------------------------------------------------------------------
 
@@ -142,23 +145,25 @@ class FrameProblem:
         return posed.points + self.bias(state), art
 
     def _posed_points(self, state: FrameState, shape: torch.Tensor):
-        """The articulated forward pass of a state, remembered for the last few distinct states of
+        """The articulated forward pass of a state, remembered (by value) for the recent states of
         the last two identities (the frames' live one and the refinement's estimate): a step's
-        trial cost, the Jacobian after it, the fit error and the frame result all reuse it."""
-        for shape_ref, shaped, posed_list in self._posed_cache:
+        trial cost, the Jacobian after it, the fit error and the frame result share one, and so do
+        the refinement's Jacobian and cost passes over the same keyframes."""
+        for shape_ref, shaped, posed_by_key in self._posed_cache:
             if shape_ref is shape:
                 break
         else:
-            shaped, posed_list = self.model.shaped_vertices(shape), []
-            self._posed_cache.insert(0, (shape, shaped, posed_list))
+            shaped, posed_by_key = self.model.shaped_vertices(shape), OrderedDict()
+            self._posed_cache.insert(0, (shape, shaped, posed_by_key))
             del self._posed_cache[2:]
-        key = (state.expr, state.jaw, state.eyes)
-        for cached_key, posed in posed_list:
-            if all(torch.equal(a, b) for a, b in zip(cached_key, key)):
-                return posed
-        posed = self.model.posed_points(shaped, state.expr, state.jaw, state.eyes)
-        posed_list.insert(0, (tuple(t.clone() for t in key), posed))
-        del posed_list[4:]
+        key = b"".join(t.detach().cpu().numpy().tobytes() for t in (state.expr, state.jaw, state.eyes))
+        posed = posed_by_key.get(key)
+        if posed is None:
+            posed = posed_by_key[key] = self.model.posed_points(shaped, state.expr, state.jaw, state.eyes)
+            if len(posed_by_key) > self._posed_cache_size:
+                posed_by_key.popitem(last=False)
+        else:
+            posed_by_key.move_to_end(key)
         return posed
 
     def intrinsics(self, log_focal: torch.Tensor) -> torch.Tensor:
