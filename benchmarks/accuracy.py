@@ -186,7 +186,8 @@ def main(argv=None) -> int:
                 landmarks, truths = detect_sequence(opts, model_arg, head)
                 detected = float(np.mean([np.isfinite(x).all() for x in landmarks]))
                 for mode in MODES:
-                    row = evaluate(ev, track(head, embedding, landmarks, opts, mode, args.frame_budget_ms), truths, opts)
+                    results = track(head, embedding, landmarks, opts, mode, args.frame_budget_ms)
+                    row = evaluate(ev, results, truths, opts)
                     row["detected_fraction"] = detected
                     per_mode[mode].append(row)
             report["results"][label][focal] = {m: median_over_seeds(rows) for m, rows in per_mode.items()}

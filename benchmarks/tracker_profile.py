@@ -76,7 +76,8 @@ def detected_sequence(name: str, frames: int, ict: Path):
     # Repeated forwards and backwards so the motion stays continuous.
     order = [i for r in range(reps) for i in (range(len(landmarks)) if r % 2 == 0 else reversed(range(len(landmarks))))]
     order = order[:frames]
-    return head, embedding_for(head), (opts.width, opts.height), [landmarks[i] for i in order], [truths[i] for i in order]
+    size = (opts.width, opts.height)
+    return head, embedding_for(head), size, [landmarks[i] for i in order], [truths[i] for i in order]
 
 
 class StageTimer:
@@ -113,7 +114,9 @@ def accuracy(head, results, truths) -> dict:
     layer = HeadModelLayer(head, face)
 
     def meshes(items):
-        t = lambda name: torch.as_tensor(np.stack([np.asarray(getattr(r, name), np.float32) for r in items]))  # noqa: E731
+        def t(name):
+            return torch.as_tensor(np.stack([np.asarray(getattr(r, name), np.float32) for r in items]))
+
         with torch.no_grad():
             verts = layer(t("shape"), t("expr"), t("rotation"), t("neck_pose"), t("jaw_pose"), t("eyes_pose"))
             return camera.model_to_camera(verts, t("translation")).numpy()
@@ -224,7 +227,8 @@ def print_report(report: dict) -> None:
         print(f"{name:<8} {r['wall_ms_p50']:>6.2f}/{r['wall_ms_p95']:.2f}/{r['wall_ms_mean']:.2f} "
               f"{r['cpu_ms_p50']:>6.2f}/{r['cpu_ms_p95']:.2f}  "
               f"{st['frame fit']:>10.2f} / {st['refinement units']:.2f} / {st['result']:.2f}  "
-              f"{acc['vertex_mm']:>9.3f} {acc['aligned_mm']:>7.3f} {acc['fit_px']:>6.3f} {jaw:>7} {acc['focal_px']:>6.0f}")
+              f"{acc['vertex_mm']:>9.3f} {acc['aligned_mm']:>7.3f} {acc['fit_px']:>6.3f} {jaw:>7} "
+              f"{acc['focal_px']:>6.0f}")
     for name, r in report["results"].items():
         if "top" in r:
             print(f"\n{name}: top functions by own CPU time (ms per frame, own / cumulative, calls per frame)")

@@ -96,7 +96,8 @@ def test_lbs_pose_jacobian_matches_smplx_lbs(flame_layout_model, scale):
 def frame_problem(head, focal_px: float = 900.0):
     emb, _ = vertex_embedding(head)
     model = LandmarkModel(head, emb)
-    return FrameProblem(head, model, TrackerOptions(focal_px=focal_px), torch.tensor([256.0, 256.0], dtype=torch.float64))
+    principal_px = torch.tensor([256.0, 256.0], dtype=torch.float64)
+    return FrameProblem(head, model, TrackerOptions(focal_px=focal_px), principal_px)
 
 
 def random_state(head, rng, pose_scale: float) -> FrameState:
