@@ -7,7 +7,7 @@ rendered and run through MediaPipe once; the three camera modes are tracked on t
 detections: perspective with auto focal, perspective with the true focal, orthographic.
 
     python benchmarks/accuracy.py [--model PATH] [--models ict,builtin] [--seeds 2] [--frames 120]
-                                  [--json OUT.json] [--plot OUT.png]
+                                  [--frame-budget-ms MS] [--json OUT.json] [--plot OUT.png]
 
 Metrics per (model, f, mode), medians over seeds: focal median relative error at frames
 30/60/120 (auto) with its reported σ; face-region vertex error in mm in camera space and after
@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,11 +59,13 @@ def detect_sequence(opts: SyntheticOptions, model_arg: str, head) -> tuple[list,
     return landmarks, truths
 
 
-def track(head, embedding, landmarks, opts: SyntheticOptions, mode: str) -> list:
+def track(head, embedding, landmarks, opts: SyntheticOptions, mode: str, frame_budget_ms: float | None = None) -> list:
     width, height = opts.width, opts.height
     true_f = opts.focal_px()
     topts = {"auto": TrackerOptions(), "true_focal": TrackerOptions(focal_px=true_f),
              "ortho": TrackerOptions(camera_mode="ortho", focal_px=true_f)}[mode]
+    if frame_budget_ms is not None:
+        topts = replace(topts, frame_budget_ms=frame_budget_ms)
     tracker = Tracker(head, embedding, (width, height), topts)
     out = []
     for i, lmk in enumerate(landmarks):
@@ -146,6 +149,10 @@ def main(argv=None) -> int:
     parser.add_argument("--focals", default=",".join(map(str, FOCALS)))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--frame-budget-ms", type=float, default=None,
+                        help="the tracker's per-frame budget for the joint refinement (default: TrackerOptions'); "
+                             "0 runs one refinement unit every fourth frame whatever the machine's speed, so two "
+                             "runs (e.g. before and after a change) are comparable number for number")
     parser.add_argument("--json", help="write all numbers here")
     parser.add_argument("--plot", default="artifacts/accuracy_vertex_error.png", help="PNG of vertex error vs focal")
     args = parser.parse_args(argv)
@@ -163,7 +170,8 @@ def main(argv=None) -> int:
     if args.model:
         models.append((Path(args.model).stem, args.model))
     focals = [int(f) for f in args.focals.split(",")]
-    report = {"settings": {"focals": focals, "seeds": args.seeds, "frames": args.frames, "image": [512, 512]},
+    report = {"settings": {"focals": focals, "seeds": args.seeds, "frames": args.frames, "image": [512, 512],
+                           "frame_budget_ms": args.frame_budget_ms},
               "results": {}}
     t_start = time.perf_counter()
     for label, model_arg in models:
@@ -178,7 +186,8 @@ def main(argv=None) -> int:
                 landmarks, truths = detect_sequence(opts, model_arg, head)
                 detected = float(np.mean([np.isfinite(x).all() for x in landmarks]))
                 for mode in MODES:
-                    row = evaluate(ev, track(head, embedding, landmarks, opts, mode), truths, opts)
+                    results = track(head, embedding, landmarks, opts, mode, args.frame_budget_ms)
+                    row = evaluate(ev, results, truths, opts)
                     row["detected_fraction"] = detected
                     per_mode[mode].append(row)
             report["results"][label][focal] = {m: median_over_seeds(rows) for m, rows in per_mode.items()}

@@ -207,15 +207,9 @@ class HeadModelLayer(torch.nn.Module):
         (B, 3); eyes_pose: (B, 6) left then right. Joint poses are ignored by rigid models.
         Returns (B, N, 3), N = number of selected vertices.
         """
-        batch = shape.shape[0]
         coeffs = torch.cat([_pad(shape, self.num_shape), _pad(expr, self.num_expr)], dim=1)
         if self.articulated:
-            zeros = shape.new_zeros(batch, 3)
-            joints = {"neck": neck_pose, "jaw": jaw_pose}
-            if eyes_pose is not None:
-                joints["left_eye"], joints["right_eye"] = eyes_pose[:, :3], eyes_pose[:, 3:]
-            pose = torch.cat([zeros] + [joints.get(n) if joints.get(n) is not None else zeros
-                                        for n in self.joint_names[1:]], dim=1)
+            pose = self.full_pose(shape.new_zeros(shape.shape[0], 3), neck_pose, jaw_pose, eyes_pose)
             verts, _ = lbs(coeffs, pose, self.v_template, self.dirs, self.posedirs, self.j_regressor,
                            self.parents, self.lbs_weights)
             verts = verts[:, : self.num_out]
@@ -224,6 +218,16 @@ class HeadModelLayer(torch.nn.Module):
         if rotation is not None:
             verts = verts @ axis_angle_to_matrix(rotation).transpose(-1, -2)
         return verts
+
+    def full_pose(self, zeros: torch.Tensor, neck_pose: torch.Tensor | None, jaw_pose: torch.Tensor | None,
+                  eyes_pose: torch.Tensor | None) -> torch.Tensor:
+        """smplx's pose vector (B, J*3) from the named joint poses: a zero root, the given joints,
+        ``zeros`` (B, 3) for joints not given (or not in the model's list)."""
+        joints = {"neck": neck_pose, "jaw": jaw_pose}
+        if eyes_pose is not None:
+            joints["left_eye"], joints["right_eye"] = eyes_pose[:, :3], eyes_pose[:, 3:]
+        return torch.cat([zeros] + [joints.get(n) if joints.get(n) is not None else zeros
+                                    for n in self.joint_names[1:]], dim=1)
 
     def posed_head_center(self, rotation: torch.Tensor) -> torch.Tensor:
         """(B, 3) rotation -> (B, 3) model-space head centre after the head rotation."""

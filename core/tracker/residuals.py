@@ -11,12 +11,16 @@ differences (``tests/test_tracker_residuals.py``) and the shared-parameter refin
 The objective of one frame: a robust (Huber) reprojection loss of the landmarks MediaPipe would
 report (surface points plus its ρ-dependent bias model), Gaussian priors on expressions and joint
 poses, and a temporal prior towards the previous frame. Jacobians are analytic for rotation
-(right perturbation), translation, expression, identity and the focal length; jaw/eye columns
-come from one batched forward pass of finite differences through smplx's LBS.
+(right perturbation), translation, expression, identity and the focal length, and for the jaw
+and eye poses of articulated models (``core.tracker.articulation``: the derivative of smplx's
+LBS, which stays the forward pass). For articulated models the expression and identity columns
+are those of the unposed landmarks (exact at zero joint pose, a Gauss-Newton approximation
+otherwise; the objective itself is always the posed one).
 """
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +132,10 @@ class FrameProblem:
         self.offsets = dict(zip((n for n, _ in blocks), np.cumsum([0] + [w for _, w in blocks])[:-1].tolist()))
         self._shaped_for: torch.Tensor | None = None  # cache of template + identity at the landmarks
         self._shaped: torch.Tensor | None = None
+        # Articulated: [(shape, shaped vertices, {(expr, jaw, eyes) bytes: PosedLandmarks})], newest first;
+        # room for every keyframe and a frame's own states.
+        self._posed_cache: list = []
+        self._posed_cache_size = options.max_keyframes + 8
 
     # -- geometry ------------------------------------------------------------------------------
 
@@ -147,25 +155,41 @@ class FrameProblem:
 
     def points(self, state: FrameState, shape: torch.Tensor, with_jacobian: bool):
         """Unrotated landmark points as MediaPipe would place them (L, 3) and, for articulated
-        models, their jaw/eye derivative columns (L, 3, k) by forward differences in one batch."""
+        models, their analytic jaw/eye derivative columns by axis (3, L, k) (``core.tracker.articulation``)."""
         if not self.model.articulated:
             if shape is not self._shaped_for:
                 self._shaped = self.model.template + self.model.shapedirs @ shape
                 self._shaped_for = shape
             return self._shaped + self.model.exprdirs @ state.expr + self.bias(state), None
-        eps = 1e-4
-        dev = self.model.device
-        n_jaw = 3 if self.head.has_joint("jaw") else 0
-        n_eyes = 6 if self.model.has_iris else 0
-        k = (n_jaw + n_eyes) if with_jacobian else 0
-        pose = torch.cat([state.jaw, state.eyes])[None].repeat(1 + k, 1)
-        cols = torch.arange(k, device=dev) + torch.where(torch.arange(k, device=dev) < n_jaw, 0, 3 - n_jaw)
-        pose[1 + torch.arange(k, device=dev), cols] += eps
-        pts_all = self.model.points(shape[None].expand(1 + k, -1), state.expr[None].expand(1 + k, -1),
-                                    pose[:, :3], pose[:, 3:])
-        pts = pts_all[0]
-        art = ((pts_all[1:] - pts) / eps).permute(1, 2, 0) if k else None
-        return pts + self.bias(state), art
+        posed = self._posed_points(state, shape)
+        art = None
+        if with_jacobian:
+            if posed.jacobian is None:
+                posed.jacobian = self.model.pose_jacobian(posed)
+            art = posed.jacobian
+        return posed.points + self.bias(state), art
+
+    def _posed_points(self, state: FrameState, shape: torch.Tensor):
+        """The articulated forward pass of a state, remembered (by value) for the recent states of
+        the last two identities (the frames' live one and the refinement's estimate): a step's
+        trial cost, the Jacobian after it, the fit error and the frame result share one, and so do
+        the refinement's Jacobian and cost passes over the same keyframes."""
+        for shape_ref, shaped, posed_by_key in self._posed_cache:
+            if shape_ref is shape:
+                break
+        else:
+            shaped, posed_by_key = self.model.shaped_vertices(shape), OrderedDict()
+            self._posed_cache.insert(0, (shape, shaped, posed_by_key))
+            del self._posed_cache[2:]
+        key = b"".join(t.detach().cpu().numpy().tobytes() for t in (state.expr, state.jaw, state.eyes))
+        posed = posed_by_key.get(key)
+        if posed is None:
+            posed = posed_by_key[key] = self.model.posed_points(shaped, state.expr, state.jaw, state.eyes)
+            if len(posed_by_key) > self._posed_cache_size:
+                posed_by_key.popitem(last=False)
+        else:
+            posed_by_key.move_to_end(key)
+        return posed
 
     def intrinsics(self, log_focal: torch.Tensor) -> torch.Tensor:
         """(4,) fx, fy, cx, cy for a focal length."""
@@ -213,7 +237,7 @@ class FrameProblem:
         cols = {"rot": torch.linalg.cross(p_rot[:, None, :].expand_as(m), m), "cam": j_cam,
                 "expr": rows_times_bases(m, self.model.exprdirs_by_axis)}
         if art is not None:
-            j_art = m @ art
+            j_art = rows_times_bases(m, art)
             if self.head.has_joint("jaw"):
                 cols["jaw"], j_art = j_art[..., :3], j_art[..., 3:]
             if self.model.has_iris:

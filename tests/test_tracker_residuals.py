@@ -1,0 +1,153 @@
+"""The tracker's articulated Jacobians against central differences through smplx's ``lbs``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from smplx.lbs import batch_rigid_transform, batch_rodrigues, lbs
+
+from core import camera
+from core.head_model import HeadModelLayer
+from core.tracker import FrameProblem, FrameState, LandmarkModel, TrackerOptions
+from core.tracker import articulation
+from tests.fixtures_flame import flame_like_arrays, write_flame_pickle
+from tests.test_tracker import vertex_embedding
+
+POSE_SCALES = (0.4, 1e-7, 0.0)  # random poses, near zero, zero
+
+
+@pytest.fixture(scope="module")
+def flame_layout_model(tmp_path_factory):
+    from core.model_io import load_head_model
+
+    path = tmp_path_factory.mktemp("flame") / "flame_like.pkl"
+    write_flame_pickle(path, flame_like_arrays(n_vert=900, seed=3))
+    return load_head_model(path)
+
+
+def relative_error(analytic: torch.Tensor, numeric: torch.Tensor) -> float:
+    """The worst column's relative error (columns along the last axis, one per parameter)."""
+    cols = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
+    return float(((cols(analytic) - cols(numeric)).norm(dim=0) / cols(numeric).norm(dim=0)).max())
+
+
+def central_differences(fn, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """d fn / d x by central differences: (..., len(x))."""
+    cols = []
+    for i in range(len(x)):
+        step = torch.zeros_like(x)
+        step[i] = eps
+        cols.append((fn(x + step) - fn(x - step)) / (2 * eps))
+    return torch.stack(cols, -1)
+
+
+@pytest.mark.parametrize("scale", POSE_SCALES)
+@pytest.mark.parametrize("use_numpy", [False, True])
+def test_rotation_derivatives_match_rodrigues(scale, use_numpy):
+    theta = torch.as_tensor(np.random.default_rng(0).normal(size=(4, 3)) * scale)
+    rot = camera.axis_angle_to_matrix(theta)
+    if use_numpy:
+        analytic = torch.as_tensor(articulation.rotation_derivatives(
+            articulation.so3_left_jacobian(theta.numpy()), rot.numpy()))
+    else:
+        analytic = articulation.rotation_derivatives(articulation.so3_left_jacobian(theta), rot)  # (K, i, 3, 3)
+    for k in range(len(theta)):
+        numeric = central_differences(lambda t: camera.axis_angle_to_matrix(t), theta[k])  # (3, 3, i)
+        assert relative_error(analytic[k].permute(1, 2, 0), numeric) < 1e-6
+
+
+@pytest.mark.parametrize("scale", POSE_SCALES)
+def test_lbs_pose_jacobian_matches_smplx_lbs(flame_layout_model, scale):
+    """Every joint, the root and the neck included (the neck's subtree holds the jaw and the eyes),
+    on the whole mesh: pose correctives, skinning and the kinematic chain."""
+    head = flame_layout_model
+    layer = HeadModelLayer(head, dtype=torch.float64)
+    rng = np.random.default_rng(1)
+    coeffs = torch.as_tensor(rng.normal(size=(1, head.num_shape + head.num_expr)))
+    pose = torch.as_tensor(rng.normal(size=15) * scale)  # global, neck, jaw, left eye, right eye
+    n_vert = head.num_vertices
+
+    def verts(p):
+        return lbs(coeffs, p[None], layer.v_template, layer.dirs, layer.posedirs, layer.j_regressor, layer.parents,
+                   layer.lbs_weights)[0][0, :n_vert]
+
+    joints = [0, 1, 2, 3, 4]
+    parents = [int(p) for p in head.parents]
+    rot_mats = batch_rodrigues(pose.view(-1, 3))
+    v_shaped = layer.v_template + torch.einsum("vcs,s->vc", layer.dirs, coeffs[0])
+    posed_joints, transforms = batch_rigid_transform(rot_mats[None], v_shaped[None, n_vert:], layer.parents)
+    pose_feature = (rot_mats[1:] - torch.eye(3, dtype=torch.float64)).reshape(-1)
+    rest_posed = v_shaped + (pose_feature @ layer.posedirs).view(-1, 3)
+
+    def jacobian(correctives: bool) -> torch.Tensor:
+        dirs = articulation.corrective_dirs(layer.posedirs, n_vert, joints)
+        cols = articulation.lbs_pose_jacobian(
+            layer.lbs_weights[:n_vert].T, rest_posed[:n_vert].T, transforms[0], posed_joints[0], joints, parents,
+            articulation.subtree_mask(parents, joints), pose.view(-1, 3), rot_mats,
+            dirs if correctives else torch.zeros_like(dirs))  # (K, a, i, V)
+        return cols.permute(3, 1, 0, 2).reshape(n_vert, 3, -1)
+
+    numeric = central_differences(verts, pose)  # (V, a, (k, i))
+    assert relative_error(jacobian(True), numeric) < 1e-4
+    # The correctives matter (at zero pose too: d(R - I)/dθ is not zero there).
+    assert relative_error(jacobian(False), numeric) > 1e-3
+
+
+def frame_problem(head, focal_px: float = 900.0):
+    emb, _ = vertex_embedding(head)
+    model = LandmarkModel(head, emb)
+    principal_px = torch.tensor([256.0, 256.0], dtype=torch.float64)
+    return FrameProblem(head, model, TrackerOptions(focal_px=focal_px), principal_px)
+
+
+def random_state(head, rng, pose_scale: float) -> FrameState:
+    f64 = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    rot = camera.axis_angle_to_matrix(f64(rng.normal(size=3) * 0.3))
+    trans = f64([0.01, -0.02, 0.5]) - rot @ f64(head.head_center)
+    return FrameState(rot, trans, f64(rng.normal(size=head.num_expr) * 0.5), f64(rng.normal(size=3) * pose_scale),
+                      f64(rng.normal(size=6) * pose_scale), f64(0.0), f64([0.0, 0.0]))
+
+
+@pytest.mark.parametrize("scale", POSE_SCALES)
+def test_frame_problem_jaw_and_eye_columns_match_central_differences(flame_layout_model, scale):
+    head = flame_layout_model
+    problem = frame_problem(head)
+    assert [n for n, _ in problem.blocks][-2:] == ["jaw", "eyes"]
+    rng = np.random.default_rng(2)
+    shape = torch.as_tensor(rng.normal(size=head.num_shape))
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    state = random_state(head, rng, scale)
+    _, cols, _ = problem.evaluate(state, shape, log_focal, True)
+    for name in ("jaw", "eyes"):
+        def uv(value, name=name):
+            moved = state.clone()
+            setattr(moved, name, value)
+            return problem.evaluate(moved, shape, log_focal, False)[0]
+
+        numeric = central_differences(uv, getattr(state, name))  # (L, 2, n)
+        assert cols[name].shape == numeric.shape
+        assert relative_error(cols[name], numeric) < 1e-4
+
+
+def test_cached_forward_passes_follow_the_state(flame_layout_model):
+    """Remembered forward passes are keyed by value: revisiting a state, changing a pose in place
+    or switching identities gives what a fresh problem computes."""
+    head = flame_layout_model
+    problem, fresh = frame_problem(head), frame_problem(head)
+    rng = np.random.default_rng(3)
+    shapes = [torch.as_tensor(rng.normal(size=head.num_shape)) for _ in range(3)]
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    states = [random_state(head, rng, 0.3) for _ in range(6)]
+    for shape in shapes:
+        for state in states + states[::-1]:
+            got = problem.evaluate(state, shape, log_focal, True)
+            want = fresh.evaluate(state, shape, log_focal, True)
+            fresh._posed_cache.clear()
+            assert torch.equal(got[0], want[0])
+            assert torch.equal(got[1]["jaw"], want[1]["jaw"]) and torch.equal(got[1]["eyes"], want[1]["eyes"])
+    state = states[0]
+    before = problem.evaluate(state, shapes[0], log_focal, False)[0]
+    state.jaw[0] += 0.2  # in place: the remembered pass must not be reused
+    after = problem.evaluate(state, shapes[0], log_focal, False)[0]
+    assert not torch.allclose(before, after)
+    assert torch.equal(after, fresh.evaluate(state, shapes[0], log_focal, False)[0])
