@@ -72,7 +72,7 @@ def receiver_process(conn) -> None:
                                         daemon=True))
         threads[-1].start()
     conn.send({name: server.server_address[1] for name, server in servers.items()})
-    while (command := conn.recv()) != "stop":
+    while conn.recv() != "stop":
         with lock:
             conn.send({k: list(v) for k, v in arrivals.items()})
             for v in arrivals.values():
