@@ -92,6 +92,14 @@ def rotation_model_to_camera(rotation_aa: torch.Tensor) -> torch.Tensor:
     return _axes(rotation_aa) @ axis_angle_to_matrix(rotation_aa)
 
 
+def translation_for_head_center(rotation_aa: torch.Tensor, center_cam: torch.Tensor,
+                                head_center_model: torch.Tensor) -> torch.Tensor:
+    """Translation placing a head's model-space ``head_center_model`` (3,) at ``center_cam`` (..., 3)
+    under rotation ``rotation_aa`` (..., 3): ``t = c - AXES @ R @ h``. -> (..., 3)."""
+    rot = rotation_model_to_camera(rotation_aa)
+    return center_cam - (rot @ head_center_model.to(rot)[..., None])[..., 0]
+
+
 # --- intrinsics ---------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ OOD_SEED = 13
 
 @dataclass(frozen=True)
 class DataPlan:
-    train_samples: int = 18000
+    train_samples: int = 15000
     test_sequences: int = 60
     test_frames: int = 60
     ood_sequences: int = 24
@@ -69,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help="'builtin' or a head-model file (repeat)")
     parser.add_argument("--which", action="append", choices=("train", "test", "ood"),
-                        help="datasets to make (default: test, ood, train)")
+                        help="datasets to make (default: test, train, ood)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--train-samples", type=int, default=DataPlan.train_samples)
     args = parser.parse_args(argv)
     from core.model_io import load_head_model  # noqa: PLC0415
 
     plan = DataPlan(train_samples=args.train_samples)
-    for which in args.which or ("test", "ood", "train"):
+    for which in args.which or ("test", "train", "ood"):
         for model in args.model:
             head = load_head_model(None if model == "builtin" else model)
             spec = specs(model, head.source_sha256, plan)[which]

@@ -21,7 +21,7 @@ cameras and subjects are drawn the way they occur:
 **Render scale.** A frame is rendered at ``render_scale`` ≤ 1 and its landmarks scaled back (the
 network only sees scale-free inputs). MediaPipe's landmark network looks at a 256² crop of the
 face, so its noise depends on the face's pixel size only below that: frames are shrunk only as
-far as keeps the face at ``render_face_px`` (> 256) pixels or more (or their long side at
+far as keeps the face at ``render_face_px`` (256, MediaPipe's input size, which also holds a margin around the face) pixels or more (or their long side at
 ``render_max_long``, whichever shrinks less), so faces up to that size are rendered at their true
 size and larger ones at a size where MediaPipe's input is the same. The face detector sees the
 whole frame at a fixed small size, so shrinking the frame does not change what it sees either.
@@ -64,7 +64,7 @@ class CameraPopulation:
     pitch_rad: tuple[float, float, float] = (0.25, 0.5, 0.2)
     roll_rad: tuple[float, float, float] = (0.2, 0.4, 0.2)
     hmc_pitch_rad: float = 0.61  # head-mounted cameras look from below (or above): up to 35°
-    render_face_px: float = 320.0
+    render_face_px: float = 256.0
     render_max_long: float = 1280.0
 
     def to_dict(self) -> dict:

@@ -114,9 +114,9 @@ def euler_to_axis_angle(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) ->
 
 def translation_for_center(head, rotation: np.ndarray, center_cam: np.ndarray) -> np.ndarray:
     """Camera-space translation placing the head centre at ``center_cam``. (N, 3), (N, 3) -> (N, 3)."""
-    rot_cam = camera.rotation_model_to_camera(torch.as_tensor(rotation, dtype=torch.float64))
-    centre = torch.as_tensor(head.head_center, dtype=torch.float64)
-    return (torch.as_tensor(center_cam, dtype=torch.float64) - rot_cam @ centre).numpy()
+    return camera.translation_for_head_center(torch.as_tensor(rotation, dtype=torch.float64),
+                                              torch.as_tensor(center_cam, dtype=torch.float64),
+                                              torch.as_tensor(head.head_center, dtype=torch.float64)).numpy()
 
 
 def sample_focal_512(rng: np.random.Generator, n: int, config: SamplingConfig) -> np.ndarray:
