@@ -66,6 +66,7 @@ class CameraPopulation:
     hmc_pitch_rad: float = 0.61  # head-mounted cameras look from below (or above): up to 35°
     render_face_px: float = 256.0
     render_max_long: float = 1280.0
+    version: int = 2  # bumped when the sampler's code changes what a spec draws (names new dataset folders)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +109,8 @@ def draw_cameras(rng: np.random.Generator, n: int, population: CameraPopulation)
     """
     lo, hi = (math.log(v) for v in population.focal_rel_range)
     edges = np.linspace(lo, hi, population.focal_bins + 1)
-    stratum = rng.permutation(np.arange(n) % population.focal_bins)
+    # a random first stratum, so that draws of fewer samples than strata (one sequence's camera) cover all
+    stratum = rng.permutation((rng.integers(population.focal_bins) + np.arange(n)) % population.focal_bins)
     out = {"image_size": np.zeros((n, 2), np.int64), "focal_px": np.zeros(n), "distance_m": np.zeros(n),
            "use_case": np.zeros(n, np.int64), "fill": np.zeros(n)}
     todo = np.arange(n)
