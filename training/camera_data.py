@@ -31,9 +31,9 @@ OOD_SEED = 13
 @dataclass(frozen=True)
 class DataPlan:
     train_samples: int = 15000
-    test_sequences: int = 60
+    test_sequences: int = 40
     test_frames: int = 60
-    ood_sequences: int = 24
+    ood_sequences: int = 16
     ood_frames: int = 30
     shard_size: int = 250
 
@@ -57,12 +57,30 @@ def specs(model: str, model_sha256: str, plan: DataPlan = DataPlan()) -> dict[st
     }
 
 
-def load(model: str, which: str, plan: DataPlan = DataPlan(), root: Path | None = None):
-    """The arrays of one dataset (faces found only)."""
+def available(spec: DatasetSpec, root: Path | None = None) -> DatasetSpec:
+    """``spec`` with ``num_samples`` cut to the shards made so far (contiguous from shard 0): datasets
+    are seeded streams, so a smaller one is a prefix of a larger one."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from training.generate import dataset_dir, shard_path  # noqa: PLC0415
+
+    directory = dataset_dir(spec, root)
+    count = 0
+    while count < spec.num_shards and shard_path(directory, count).exists():
+        count += 1
+    if count == 0:
+        raise FileNotFoundError(f"{directory}: no shards (make them with python -m training.camera_data)")
+    per = spec.sequence_frames if spec.split == "val" else spec.shard_size
+    return replace(spec, num_samples=count * per)
+
+
+def load(model: str, which: str, plan: DataPlan = DataPlan(), root: Path | None = None) -> tuple[dict, DatasetSpec]:
+    """The arrays of one dataset (faces found only; the shards made so far) and the spec they are."""
     from core.model_io import load_head_model  # noqa: PLC0415
 
     head = load_head_model(None if model == "builtin" else model)
-    return load_dataset(specs(model, head.source_sha256, plan)[which], root)
+    spec = available(specs(model, head.source_sha256, plan)[which], root)
+    return load_dataset(spec, root), spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="datasets to make (default: test, train, ood)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--train-samples", type=int, default=DataPlan.train_samples)
+    parser.add_argument("--test-sequences", type=int, default=DataPlan.test_sequences)
+    parser.add_argument("--ood-sequences", type=int, default=DataPlan.ood_sequences)
     args = parser.parse_args(argv)
     from core.model_io import load_head_model  # noqa: PLC0415
 
-    plan = DataPlan(train_samples=args.train_samples)
+    plan = DataPlan(train_samples=args.train_samples, test_sequences=args.test_sequences,
+                    ood_sequences=args.ood_sequences)
     for which in args.which or ("test", "train", "ood"):
         for model in args.model:
             head = load_head_model(None if model == "builtin" else model)

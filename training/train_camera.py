@@ -33,20 +33,20 @@ import torch
 from core import camera
 from core.camera_regressor import RECORD_FORMAT, FocalCalibration, fuse_focal
 from core.landmarks import MEDIAPIPE_BLENDSHAPE_NAMES
-from training.camera_data import DataPlan, model_name, specs
+from training.camera_data import DataPlan, model_name
 from training.camera_model import (ONNX_INPUTS, ONNX_OUTPUTS, CameraNet, CameraNetConfig, ExportWrapper,
                                    SymmetricCameraNet, blendshape_mirror_permutation, landmark_mirror_permutation,
                                    mirror_inputs, mirror_rotation)
-from training.generate import load_dataset
 
 FOCAL_BINS = (0.35, 0.45, 0.7, 1.0, 1.5, 2.5, 4.0, 6.0, 7.0)  # f / long side, for reports
+OOD_FOCAL_BINS = (0.25, 0.35, 1.0, 3.0, 7.0, 12.0)  # out-of-draw lenses are 0.25-12
 SEQUENCE_LENGTHS = (1, 5, 15, 30, 60)
 
 
 @dataclass(frozen=True)
 class TrainCameraConfig:
     net: CameraNetConfig = field(default_factory=CameraNetConfig)
-    epochs: int = 60
+    epochs: int = 40
     batch: int = 512
     lr: float = 1.5e-3
     weight_decay: float = 1e-4
@@ -69,11 +69,15 @@ class TrainCameraConfig:
 
 
 def load_arrays(model: str, which: str, plan: DataPlan = DataPlan()) -> dict[str, np.ndarray]:
+    """One dataset of ``training.camera_data`` (the shards made so far); its spec under ``"spec"``."""
     from core.model_io import load_head_model  # noqa: PLC0415
 
+    from training.camera_data import load  # noqa: PLC0415
+
     head = load_head_model(None if model == "builtin" else model)
-    data = load_dataset(specs(model, head.source_sha256, plan)[which])
+    data, spec = load(model, which, plan)
     data["head_center"] = np.repeat(np.asarray(head.head_center, np.float32)[None], len(data["found"]), 0)
+    data["spec"] = spec
     return data
 
 
@@ -151,7 +155,7 @@ def losses(raw: dict[str, torch.Tensor], gt: dict[str, torch.Tensor], config: Tr
              "scale": scale.mean()}
     total = (config.w_focal_nll * parts["focal_nll"] + config.w_focal_asym * parts["focal_asym"]
              + config.w_rotation * parts["rotation"] + config.w_center * parts["center"] + config.w_scale * parts["scale"])
-    return {"total": total, **{k: float(v) for k, v in parts.items()}}
+    return {"total": total, **{k: float(v.detach()) for k, v in parts.items()}}
 
 
 def rotation_from(raw: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -184,7 +188,7 @@ def fit(train: dict[str, torch.Tensor], config: TrainCameraConfig, log=print) ->
     perms = mirror_perms()
     net = CameraNet(config.net)
     set_statistics(net, trn, perms)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
     steps_per_epoch = math.ceil(len(trn["landmarks_px"]) / config.batch)
     total = steps_per_epoch * config.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.05)
@@ -211,7 +215,7 @@ def fit(train: dict[str, torch.Tensor], config: TrainCameraConfig, log=print) ->
             opt.step()
             sched.step()
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
         metrics = evaluate_frames(net, val)
         score = metrics["focal_nll"] + metrics["rotation_deg_median"] / 20.0
         history.append({"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()}, **metrics})
@@ -433,8 +437,11 @@ def main(argv: list[str] | None = None) -> int:
                                                       "(default: <cache>/camera_regressor)")
     parser.add_argument("--epochs", type=int, default=TrainCameraConfig.epochs)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-lomo", action="store_true", help="reuse the leave-one-model-out tables in --work")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (more than the free cores is slower)")
+    parser.add_argument("--reuse-lomo", action="store_true",
+                        help="reuse leave-one-model-out networks and tables already in --work")
+    parser.add_argument("--lomo-only", default=None, metavar="MODEL",
+                        help="only the leave-one-model-out run that leaves MODEL out (runs can go in parallel)")
     args = parser.parse_args(argv)
     from core.assets import cache_dir  # noqa: PLC0415
 
@@ -444,22 +451,35 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     names = [model_name(m) for m in args.model]
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    train_sets = {m: to_tensors(load_arrays(m, "train")) for m in args.model}
-    test_sets = {m: to_tensors(load_arrays(m, "test")) for m in args.model}
-    ood_sets = {}
+    if args.lomo_only is not None:
+        if args.lomo_only not in args.model:
+            parser.error(f"--lomo-only {args.lomo_only} is not among the --model values")
+        needed = [m for m in args.model if m != args.lomo_only]
+    else:
+        needed = args.model
+    raw_train = {m: load_arrays(m, "train") for m in needed}
+    raw_test = {m: load_arrays(m, "test") for m in args.model}
+    raw_ood = {}
     for m in args.model:
         try:
-            ood_sets[m] = to_tensors(load_arrays(m, "ood"))
+            raw_ood[m] = load_arrays(m, "ood")
         except FileNotFoundError as exc:
             log(f"no out-of-draw set for {model_name(m)} ({exc})")
+    for m in args.model:
+        log(f"{model_name(m)}: " + ", ".join(f"{which} {len(d[m]['found'])} frames with a face" for which, d in
+                                             (("train", raw_train), ("test", raw_test), ("ood", raw_ood)) if m in d))
+    train_sets = {m: to_tensors(d) for m, d in raw_train.items()}
+    test_sets = {m: to_tensors(d) for m, d in raw_test.items()}
+    ood_sets = {m: to_tensors(d) for m, d in raw_ood.items() if len(d["found"])}
     example = take(test_sets[args.model[0]], slice(0, 8))
     lomo_tables, lomo_runs = [], {}
-    for left_out in args.model:
+    for left_out in args.model if args.lomo_only is None else [args.lomo_only]:
         name = model_name(left_out)
         table_path = work / f"lomo-{name}.npz"
-        if args.skip_lomo and table_path.exists():
+        if args.reuse_lomo and table_path.exists() and args.lomo_only is None:
             with np.load(table_path) as t:
                 lomo_tables.append({k: t[k] for k in t.files})
+            log(f"reusing {table_path.name}")
             continue
         others = [m for m in args.model if m != left_out]
         log(f"leave-one-model-out: training on {[model_name(m) for m in others]}, testing on {name}")
@@ -475,6 +495,13 @@ def main(argv: list[str] | None = None) -> int:
                                "config": config.to_dict()})
         lomo_tables.append(table)
         lomo_runs[name] = fit_info
+        (work / f"lomo-{name}-fit.json").write_text(json.dumps(fit_info, indent=1, default=_json_default))
+    if args.lomo_only is not None:
+        return 0
+    for name in names:
+        fit_path = work / f"lomo-{name}-fit.json"
+        if name not in lomo_runs and fit_path.exists():
+            lomo_runs[name] = json.loads(fit_path.read_text())
     pooled = merge_tables(lomo_tables)
     cal, cal_info = calibrate(pooled)
     log(f"calibration (leave-one-model-out): {cal}")
@@ -490,14 +517,16 @@ def main(argv: list[str] | None = None) -> int:
     sym = symmetric(net)
     ood_report = {}
     for m, data in ood_sets.items():
-        ood_report[model_name(m)] = report(prediction_table(predict(sym, data), data, f"ood-{model_name(m)}"), cal)
+        ood_report[model_name(m)] = report(prediction_table(predict(sym, data), data, f"ood-{model_name(m)}"), cal,
+                                           OOD_FOCAL_BINS)
     record = {
         "command": "python -m training.train_camera " + " ".join(
             (f"--model {model_name(m) if m == 'builtin' else Path(m).name}" for m in args.model)) +
         f" --epochs {args.epochs} --seed {args.seed}",
         "trained_on": names, "seed": args.seed, "config": config.to_dict(),
-        "data": {name: {which: {"key": s.key(), "spec": {k: v for k, v in s.to_dict().items() if k != "model"}}
-                        for which, s in specs(m, _sha(m)).items()} for name, m in zip(names, args.model)},
+        "data": {name: {which: _spec_summary(d) for which, d in (("train", raw_train[m]), ("test", raw_test[m]),
+                                                                       *((("ood", raw_ood[m]),) if m in raw_ood else ()))}
+                 for name, m in zip(names, args.model)},
         "calibration": asdict(cal), "calibration_info": cal_info,
         "calibration_method": "leave-one-model-out: networks trained without one head model predict its test "
                               "sequences; bias = median log error, per-frame σ scale from |z| quantiles, sequence "
@@ -513,10 +542,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sha(model: str) -> str:
-    from core.model_io import load_head_model  # noqa: PLC0415
-
-    return load_head_model(None if model == "builtin" else model).source_sha256
+def _spec_summary(data: dict) -> dict:
+    """A dataset's spec for the record: no paths (the model file is named by its hash)."""
+    spec = data["spec"]
+    d = spec.to_dict()
+    d.pop("model", None)
+    return {"key": spec.key(), "frames_with_face": int(len(data["found"])), **d}
 
 
 if __name__ == "__main__":
