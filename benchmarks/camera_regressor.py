@@ -18,9 +18,12 @@ Tables (all through ``core.camera_regressor.CameraRegressor``, the shipped calib
    for the 60-frame fusion (:func:`core.camera_regressor.fuse_focal`);
 2. **out of the training draw** (frames 160-7680 px, lenses 0.25-0.35 and 7-12 f/long, subjects
    at 0.05-0.08 m and 4-8 m): the shipped network and the left-out networks;
-3. **metamorphic checks** on real test frames: landmarks and image size ×2 (focal must double
+3. **metamorphic checks** on rendered test frames: landmarks and image size ×2 (focal must double
    exactly, σ unchanged) and the mirror image (same focal);
-4. **cost**: one frame through ONNX Runtime, 1 thread (a median; on a shared machine, say so).
+4. **real clips** (``../shared/data/real``, no ground truth): the fused horizontal field of view
+   and σ, and the same clip upscaled 2x (through MediaPipe again: the focal must double) and
+   mirrored (it must not change);
+5. **cost**: one frame through ONNX Runtime, 1 thread (a median; on a shared machine, say so).
 """
 from __future__ import annotations
 
@@ -87,9 +90,65 @@ def metamorphic(regressor, data: dict, n: int = 200) -> dict:
             "mirror_focal_max_rel_dev": float(np.abs(mirrored["focal_px"] / base["focal_px"] - 1.0).max())}
 
 
+REAL_DIR = _common.REPO.parent / "shared" / "data" / "real"  # real clips, no ground truth (read in place)
+
+
+def _detect_clip(path: Path, frames: int, transform) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Landmarks and blendshapes of the first ``frames`` frames with a face (VIDEO mode)."""
+    import cv2  # noqa: PLC0415
+
+    from core.landmarks import FaceLandmarker, LandmarkerOptions  # noqa: PLC0415
+
+    cap = cv2.VideoCapture(str(path))
+    pts, blends, size = [], [], None
+    with FaceLandmarker(LandmarkerOptions(running_mode="video", max_faces=1)) as lm:
+        i = 0
+        while len(pts) < frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            rgb = np.ascontiguousarray(transform(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            size = (rgb.shape[1], rgb.shape[0])
+            face = lm.detect(rgb, int(i * 40)).face
+            i += 1
+            if face is not None:
+                pts.append(face.landmarks_px)
+                blends.append(face.blendshapes)
+    cap.release()
+    return np.asarray(pts), np.asarray(blends), size
+
+
+def real_footage(regressor, frames: int = 90) -> list[list]:
+    """Fused focal (as horizontal field of view) on the real clips: as is, upscaled 2x, mirrored."""
+    import cv2  # noqa: PLC0415
+
+    rows = []
+    variants = {"as is": lambda im: im, "2x": lambda im: cv2.resize(im, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC),
+                "mirror": lambda im: im[:, ::-1]}
+    for path in sorted(REAL_DIR.glob("*.mp4")):
+        row: list = [path.stem]
+        base = None
+        for name, fn in variants.items():
+            pts, blends, size = _detect_clip(path, frames, fn)
+            if not len(pts):
+                row += [None, None, None]
+                continue
+            preds = [regressor.predict(p, b, size) for p, b in zip(pts, blends)]
+            fused = regressor.fuse(preds)
+            hfov = 2 * np.degrees(np.arctan(size[0] / 2 / fused.focal_px))
+            ratio = None if base is None else fused.focal_px / base
+            if base is None:
+                base = fused.focal_px
+            row += [hfov, 100 * fused.log_sigma, ratio]
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = _common.parser(__doc__.splitlines()[0])
     parser.add_argument("--onnx", type=Path, default=None, help="camera regressor (default: the shipped one)")
+    parser.add_argument("--real-frames", type=int, default=90, help="frames per real clip (0: skip them)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real clips")
     parser.add_argument("--work", type=Path, default=None,
                         help="leave-one-model-out networks (default <cache>/camera_regressor)")
     args = parser.parse_args(argv)
@@ -160,7 +219,17 @@ def main(argv=None) -> int:
     results["metamorphic"] = meta
     tables.append(_common.print_table("Metamorphic checks (shipped network)", ("check", "value"),
                                       [[k, v] for k, v in meta.items()], 8))
-    # 4. cost
+    # 4. real clips (no ground truth): field of view, and the metamorphic checks on real detections
+    if REAL_DIR.is_dir() and not args.no_real and args.real_frames > 0:
+        headers = ("clip", "HFOV °", "σ %", "(ratio)", "2x HFOV °", "2x σ %", "2x f ratio", "mirror HFOV °", "mirror σ %",
+                   "mirror f ratio")
+        rows = real_footage(shipped, args.real_frames)
+        results["real_clips"] = [dict(zip(headers, r)) for r in rows]
+        tables.append(_common.print_table(f"Real clips (first {args.real_frames} frames with a face, fused; "
+                                          "2x: upscaled, f ratio must be 2; mirror: ratio 1)", headers, rows, 2))
+    else:
+        print(f"real clips: skipped ({REAL_DIR} missing or --no-real)")
+    # 5. cost
     one = data[models[0]]["test"]
     pts, blend, size = one["landmarks_px"][:1], one["blendshapes"][:1], one["image_size"][:1]
     load = _common.print_load("before timing")

@@ -204,6 +204,49 @@ class CameraRegressor:
                           details={"median_frame_sigma": float(np.median(sigma)), "frames_given": len(predictions)})
 
 
+class FocalSequence:
+    """Running fusion of one camera's per-frame predictions (the tracker's sequence prior).
+
+    ``add`` each frame's :class:`CameraPrediction`; ``estimate`` fuses the last ``max_frames``
+    (:func:`fuse_focal` with the regressor's calibration). A change of image size starts over.
+    """
+
+    def __init__(self, regressor: CameraRegressor, max_frames: int = 900):
+        from collections import deque  # noqa: PLC0415
+
+        self.calibration = regressor.calibration
+        self.image_size: tuple[int, int] | None = None
+        self._log_focal: deque[float] = deque(maxlen=max_frames)
+        self._sigma: deque[float] = deque(maxlen=max_frames)
+
+    def add(self, prediction: CameraPrediction) -> None:
+        if prediction.image_size != self.image_size:
+            self.reset()
+            self.image_size = prediction.image_size
+        if math.isfinite(prediction.focal_px) and prediction.focal_px > 0 and prediction.log_focal_sigma > 0:
+            self._log_focal.append(math.log(prediction.focal_px))
+            self._sigma.append(prediction.log_focal_sigma)
+
+    def reset(self) -> None:
+        self._log_focal.clear()
+        self._sigma.clear()
+        self.image_size = None
+
+    @property
+    def count(self) -> int:
+        return len(self._log_focal)
+
+    def estimate(self) -> FusedFocal | None:
+        """The fused focal length and its σ (log units), or None before the first frame."""
+        if not self._log_focal:
+            return None
+        cal = self.calibration
+        mean, sd, used = fuse_focal(np.array(self._log_focal), np.array(self._sigma), cal.sequence_correlation,
+                                    cal.min_sigma)
+        return FusedFocal(focal_px=math.exp(mean), log_sigma=sd, frames=used,
+                          details={"median_frame_sigma": float(np.median(self._sigma)), "frames_given": self.count})
+
+
 def translation_for(head, prediction: CameraPrediction, focal_px: float | None = None) -> np.ndarray:
     """Camera-space translation (3,) placing ``head`` as predicted (its ``head_center`` at the predicted
     centre). ``focal_px``: the tracker's focal length, if it differs from the prediction's: the head

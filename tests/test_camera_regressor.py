@@ -235,3 +235,18 @@ def test_generator_stores_full_frame_landmarks_for_shrunk_renders(builtin_model,
         eyes = 0.5 * (data["landmarks_px"][:, 33] + data["landmarks_px"][:, 263])
         box = data["landmarks_px"].max(1) - data["landmarks_px"].min(1)
         assert (np.linalg.norm(eyes - u, axis=1) < 0.1 * box.max(1)).all()
+
+
+def test_focal_sequence_fuses_like_fuse_and_restarts_on_a_new_size(shipped, builtin_model):
+    from core.camera_regressor import FocalSequence
+
+    seq = FocalSequence(shipped)
+    assert seq.estimate() is None
+    preds = [shipped.predict(*_frame(builtin_model, rot=(0.0, 0.1 * i - 0.3, 0.0))) for i in range(6)]
+    for p in preds:
+        seq.add(p)
+    want = shipped.fuse(preds)
+    got = seq.estimate()
+    assert got.focal_px == pytest.approx(want.focal_px) and got.log_sigma == pytest.approx(want.log_sigma)
+    seq.add(shipped.predict(*_frame(builtin_model, size=(640, 480), focal=500.0)))
+    assert seq.count == 1 and seq.image_size == (640, 480)
