@@ -30,10 +30,10 @@ OOD_SEED = 13
 
 @dataclass(frozen=True)
 class DataPlan:
-    train_samples: int = 15000
+    train_samples: int = 10000
     test_sequences: int = 40
     test_frames: int = 60
-    ood_sequences: int = 16
+    ood_sequences: int = 8
     ood_frames: int = 30
     shard_size: int = 250
 

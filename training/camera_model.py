@@ -47,6 +47,7 @@ class CameraNetConfig:
     hidden: int = 384
     trunk_layers: int = 3
     head_hidden: int = 192
+    dropout: float = 0.0  # after each trunk layer (training only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +98,12 @@ class CameraNet(nn.Module):
         # log(f/long) and log(S) in crop units are predicted standardised.
         self.register_buffer("out_mean", torch.tensor([math.log(1.2), math.log(20.0)]))
         self.register_buffer("out_std", torch.tensor([0.8, 0.5]))
-        self.trunk = nn.Sequential(_mlp([c.num_inputs] + [c.hidden] * c.trunk_layers), nn.SiLU())
+        trunk: list[nn.Module] = []
+        for i in range(c.trunk_layers):
+            trunk += [nn.Linear(c.num_inputs if i == 0 else c.hidden, c.hidden), nn.SiLU()]
+            if c.dropout > 0:
+                trunk.append(nn.Dropout(c.dropout))
+        self.trunk = nn.Sequential(*trunk)
         h = c.head_hidden
         self.focal_head = _mlp([c.hidden, h, h, 2])  # log f/long (standardised), log σ
         self.rotation_head = _mlp([c.hidden, h, 6])

@@ -54,6 +54,8 @@ class TrainCameraConfig:
     seed: int = 0
     box_jitter: tuple[float, float] = (0.03, 0.05)  # centre shift (box sides) and log size factor σ
     mirror_prob: float = 0.5
+    landmark_noise: float = 0.0  # σ of extra landmark noise, fraction of the crop side
+    aspect_jitter: float = 0.0  # σ of log x/y stretch of the landmarks about the face centre (identity variety)
     underestimate_weight: float = 3.0
     w_focal_nll: float = 1.0
     w_focal_asym: float = 1.0
@@ -205,6 +207,14 @@ def fit(train: dict[str, torch.Tensor], config: TrainCameraConfig, log=print) ->
                 mb = mirrored(take(batch, flip), perms)
                 batch = concat([take(batch, ~flip), mb])
             m = len(batch["landmarks_px"])
+            if config.landmark_noise > 0 or config.aspect_jitter > 0:
+                batch = dict(batch)
+                pts = batch["landmarks_px"]
+                side = net.crop_box(pts)[:, 2:3, None]
+                centre = pts.mean(1, keepdim=True)
+                stretch = torch.exp(torch.randn(m, 1, 2, generator=gen) * config.aspect_jitter * torch.tensor([0.5, -0.5]))
+                batch["landmarks_px"] = ((pts - centre) * stretch + centre
+                                         + torch.randn(pts.shape, generator=gen) * config.landmark_noise * side)
             jitter = torch.cat([torch.randn(m, 2, generator=gen) * config.box_jitter[0],
                                 torch.randn(m, 1, generator=gen) * config.box_jitter[1]], 1)
             raw = net.raw(batch["landmarks_px"], batch["blendshapes"], batch["image_size"], jitter)
@@ -437,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
                                                       "(default: <cache>/camera_regressor)")
     parser.add_argument("--epochs", type=int, default=TrainCameraConfig.epochs)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout", type=float, default=CameraNetConfig.dropout)
+    parser.add_argument("--landmark-noise", type=float, default=TrainCameraConfig.landmark_noise)
+    parser.add_argument("--aspect-jitter", type=float, default=TrainCameraConfig.aspect_jitter)
+    parser.add_argument("--weight-decay", type=float, default=TrainCameraConfig.weight_decay)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (more than the free cores is slower)")
     parser.add_argument("--reuse-lomo", action="store_true",
                         help="reuse leave-one-model-out networks and tables already in --work")
@@ -446,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.assets import cache_dir  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
-    config = TrainCameraConfig(epochs=args.epochs, seed=args.seed)
+    config = TrainCameraConfig(net=CameraNetConfig(dropout=args.dropout), epochs=args.epochs, seed=args.seed,
+                               landmark_noise=args.landmark_noise, aspect_jitter=args.aspect_jitter,
+                               weight_decay=args.weight_decay)
     work = Path(args.work) if args.work else cache_dir() / "camera_regressor"
     work.mkdir(parents=True, exist_ok=True)
     names = [model_name(m) for m in args.model]
@@ -522,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": "python -m training.train_camera " + " ".join(
             (f"--model {model_name(m) if m == 'builtin' else Path(m).name}" for m in args.model)) +
-        f" --epochs {args.epochs} --seed {args.seed}",
+        f" --epochs {args.epochs} --seed {args.seed} --dropout {args.dropout} --landmark-noise {args.landmark_noise}"
+        f" --aspect-jitter {args.aspect_jitter} --weight-decay {args.weight_decay}",
         "trained_on": names, "seed": args.seed, "config": config.to_dict(),
         "data": {name: {which: _spec_summary(d) for which, d in (("train", raw_train[m]), ("test", raw_test[m]),
                                                                        *((("ood", raw_ood[m]),) if m in raw_ood else ()))}
