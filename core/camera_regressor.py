@@ -30,6 +30,7 @@ RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 CAMERA_REGRESSOR = RESOURCES / "camera_regressor.onnx"
 RECORD_FORMAT = "flamecam-camera-regressor"
 OUTLIER_Z = 3.0  # frames this many (per-frame) σ from the sequence median are left out of the fusion
+RANGE_TOLERANCE = 1.4  # predictions beyond the trained f/long range by more than this factor are clamped
 
 
 class CameraRegressorError(RuntimeError):
@@ -133,6 +134,11 @@ class CameraRegressor:
         if self.record.get("format") != RECORD_FORMAT:
             raise CameraRegressorError(f"{record_path}: not a flamecam camera-regressor record")
         self.calibration = FocalCalibration.from_dict(self.record.get("calibration"))
+        lo, hi = self.record.get("focal_rel_range", (0.35, 7.0))
+        self.log_focal_rel_limits = (math.log(lo / RANGE_TOLERANCE), math.log(hi * RANGE_TOLERANCE))
+        neutral = self.record.get("neutral_blendshapes")
+        self.neutral_blendshapes = (np.asarray(neutral, np.float32) if neutral is not None and len(neutral) == 52
+                                    else np.zeros(52, np.float32))
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
@@ -153,7 +159,9 @@ class CameraRegressor:
         """Batched outputs. landmarks_px (B, 478, 2), blendshapes (B, 52), image_size (B, 2) = (W, H).
 
         ``calibrated``: apply the record's log-focal bias and σ scale to ``focal_px``,
-        ``log_focal_sigma`` and everything that depends on the focal length (distance, centre, ρ).
+        ``log_focal_sigma`` and everything that depends on the focal length (distance, centre, ρ);
+        a focal length far outside the trained range (inputs unlike any training frame) is clamped
+        to its edge and its σ widened by the distance clamped (log units): honestly unknown.
         """
         feed = {"landmarks_px": np.ascontiguousarray(landmarks_px, np.float32),
                 "blendshapes": np.ascontiguousarray(blendshapes, np.float32),
@@ -163,24 +171,32 @@ class CameraRegressor:
         out = {k: v.astype(np.float64) for k, v in zip(self.output_names, values)}
         if calibrated:
             cal = self.calibration
-            factor = math.exp(-cal.log_bias)
+            longer = np.asarray(image_size, np.float64).max(1)
+            log_rel = np.log(out["focal_px"] / longer) - cal.log_bias
+            clamped = np.clip(log_rel, *self.log_focal_rel_limits)
+            factor = np.exp(clamped - log_rel - cal.log_bias)
             out["focal_px"] = out["focal_px"] * factor
             out["distance_m"] = out["distance_m"] * factor  # Z0 = f/S with S unchanged; X0, Y0 = (u - c)/S too
-            out["center_cam"] = out["center_cam"] * np.array([1.0, 1.0, factor])
+            out["center_cam"] = out["center_cam"] * np.stack([np.ones_like(factor), np.ones_like(factor), factor], 1)
             out["rho_per_m"] = out["rho_per_m"] / factor
-            out["log_focal_sigma"] = np.maximum(out["log_focal_sigma"] * cal.sigma_scale, cal.min_sigma)
+            out["log_focal_sigma"] = (np.maximum(out["log_focal_sigma"] * cal.sigma_scale, cal.min_sigma)
+                                      + np.abs(clamped - log_rel))
         return out
 
     def predict(self, landmarks_px: np.ndarray, blendshapes: np.ndarray | None,
                 image_size: tuple[int, int]) -> CameraPrediction:
-        """One frame: landmarks_px (478, 2) pixels, blendshapes (52,) (None: zeros), image_size (W, H)."""
+        """One frame: landmarks_px (478, 2) pixels, blendshapes (52,), image_size (W, H).
+
+        Blendshapes None: the record's typical neutral scores (zeros are unlike any MediaPipe output
+        and throw the network off)."""
         landmarks_px = np.asarray(landmarks_px, np.float32)
         if landmarks_px.shape != (478, 2) or not np.isfinite(landmarks_px).all():
             raise ValueError(f"expected (478, 2) finite landmarks, got {landmarks_px.shape}")
         width, height = (int(v) for v in image_size)
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {image_size}")
-        blend = np.zeros(52, np.float32) if blendshapes is None else np.asarray(blendshapes, np.float32).reshape(52)
+        blend = (self.neutral_blendshapes if blendshapes is None
+                 else np.asarray(blendshapes, np.float32).reshape(52))
         raw = self.run(landmarks_px[None], blend[None], np.array([[width, height]], np.float32))
         g = {k: v[0] for k, v in raw.items()}
         return CameraPrediction(focal_px=float(g["focal_px"]), log_focal_sigma=float(g["log_focal_sigma"]),

@@ -161,11 +161,12 @@ def test_shipped_record_holds_calibration_and_provenance(shipped):
 
 
 def _frame(builtin_model, size=(1280, 720), focal=1000.0, centre=(0.04, -0.02, 0.7), rot=(0.1, 0.35, 0.05)):
-    return _landmarks_of(builtin_model, rot, centre, focal, size), np.full(52, 0.05, np.float32), size
+    return _landmarks_of(builtin_model, rot, centre, focal, size), None, size  # None: the record's neutral scores
 
 
 def test_shipped_network_is_scale_and_mirror_invariant(shipped, builtin_model):
-    pts, blend, size = _frame(builtin_model)
+    pts, _, size = _frame(builtin_model)
+    blend = shipped.neutral_blendshapes
     a = shipped.predict(pts, blend, size)
     for s in (0.5, 2.0, 3.0):
         b = shipped.predict(pts * s, blend, (size[0] * s, size[1] * s))
@@ -250,3 +251,19 @@ def test_focal_sequence_fuses_like_fuse_and_restarts_on_a_new_size(shipped, buil
     assert got.focal_px == pytest.approx(want.focal_px) and got.log_sigma == pytest.approx(want.log_sigma)
     seq.add(shipped.predict(*_frame(builtin_model, size=(640, 480), focal=500.0)))
     assert seq.count == 1 and seq.image_size == (640, 480)
+
+
+def test_predictions_far_outside_the_trained_lenses_are_clamped_and_honestly_wide(shipped, builtin_model):
+    lo, hi = shipped.log_focal_rel_limits
+    pts, _, size = _frame(builtin_model)
+    batch = np.stack([pts, pts * 0.5 + 100.0, pts[:, ::-1] * [1.0, 1.0]])
+    sizes = np.array([size, size, size], np.float32)
+    for blend in (np.zeros((3, 52), np.float32), np.tile(shipped.neutral_blendshapes, (3, 1))):
+        raw = shipped.run(batch, blend, sizes, calibrated=False)
+        cal = shipped.run(batch, blend, sizes)
+        log_rel_raw = np.log(raw["focal_px"] / size[0]) - shipped.calibration.log_bias
+        log_rel = np.log(cal["focal_px"] / size[0])
+        assert (log_rel >= lo - 1e-9).all() and (log_rel <= hi + 1e-9).all()
+        excess = np.abs(log_rel - log_rel_raw)
+        assert (cal["log_focal_sigma"] >= excess).all()
+        np.testing.assert_allclose(cal["distance_m"], cal["focal_px"] / cal["scale_px_per_m"], rtol=1e-6)

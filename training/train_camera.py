@@ -34,6 +34,7 @@ from core import camera
 from core.camera_regressor import RECORD_FORMAT, FocalCalibration, fuse_focal
 from core.landmarks import MEDIAPIPE_BLENDSHAPE_NAMES
 from training.camera_data import DataPlan, model_name
+from training.camera_sampling import CameraPopulation
 from training.camera_model import (ONNX_INPUTS, ONNX_OUTPUTS, CameraNet, CameraNetConfig, ExportWrapper,
                                    SymmetricCameraNet, blendshape_mirror_permutation, landmark_mirror_permutation,
                                    mirror_inputs, mirror_rotation)
@@ -385,6 +386,14 @@ def report(table: dict[str, np.ndarray], cal: FocalCalibration, bins=FOCAL_BINS)
     return {"bins": rows, "overall": overall}
 
 
+def neutral_blendshapes(datasets: list[dict]) -> list[float]:
+    """Median blendshape scores over frames with few active expressions: the runtime's stand-in when a
+    caller has no blendshapes (zeros are unlike any MediaPipe output)."""
+    blend = np.concatenate([np.asarray(d["blendshapes"], np.float64) for d in datasets])
+    calm = blend[:, 1:].max(1) <= np.quantile(blend[:, 1:].max(1), 0.25)
+    return [float(v) for v in np.median(blend[calm], 0)]
+
+
 def merge_tables(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
 
@@ -550,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
                               "floor ρ the smallest meeting 68 %/92 % coverage at 1σ/2σ for 15 and 60 frames",
         "metrics": {"final_fit": fit_info, "leave_one_model_out": lomo_report, "cross_calibration": cross,
                     "out_of_draw_final": ood_report, "lomo_fits": lomo_runs},
+        "focal_rel_range": list(CameraPopulation().focal_rel_range),
+        "neutral_blendshapes": neutral_blendshapes(list(raw_test.values())),
         "head_center": "each head model's head.head_center (between the eyes); translation via "
                        "core.camera_regressor.translation_for",
     }
