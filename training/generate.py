@@ -58,6 +58,9 @@ class DatasetSpec:
     sequence_frames: int = 30  # val only
     sensor_noise: tuple[float, float] = (0.0, 3.0)  # grey levels, uniform per sample
     blur_prob: float = 0.25  # mild Gaussian blur (webcam softness) on this fraction of train samples
+    # A real-camera population (``training.camera_sampling.CameraPopulation.to_dict()``) instead of
+    # ``sampling``'s cameras: shards made by ``training.generate_camera`` (the camera regressor's data).
+    cameras: dict | None = None
 
     def __post_init__(self):
         if self.split not in SPLIT_CODES:
@@ -82,6 +85,8 @@ class DatasetSpec:
         d = self.to_dict()
         for name in ("model", "num_samples"):  # shards are a seeded stream: more samples = more shards
             d.pop(name)
+        if d.get("cameras") is None:  # datasets made before the field existed keep their key
+            d.pop("cameras", None)
         return hashlib.sha256(json.dumps([DATASET_VERSION, d], sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -290,7 +295,12 @@ def _run_shard(args: tuple[dict, int, str]) -> dict:
     spec_dict, index, path = args
     spec = DatasetSpec.from_dict(spec_dict)
     start = time.perf_counter()
-    arrays = _train_shard(spec, index) if spec.split == "train" else _val_shard(spec, index)
+    if spec.cameras is not None:
+        from training.generate_camera import camera_sequence_shard, camera_train_shard  # noqa: PLC0415
+
+        arrays = camera_train_shard(spec, index) if spec.split == "train" else camera_sequence_shard(spec, index)
+    else:
+        arrays = _train_shard(spec, index) if spec.split == "train" else _val_shard(spec, index)
     tmp = Path(path).with_name(Path(path).name + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)
