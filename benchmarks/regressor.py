@@ -71,14 +71,19 @@ def run_tracker(head, embedding, landmarks, blendshapes, opts, topts: TrackerOpt
     """Track a sequence; with a regressor, its RegressorPrior is the per-frame prior (as in the pipeline)."""
     size = (opts.width, opts.height)
     tracker = Tracker(head, embedding, size, topts)
-    prior_fn = RegressorPrior(tracker, regressor) if regressor is not None else None
+    camera = None
+    if regressor is not None and regressor.camera_mode == "perspective":
+        from core.camera_regressor import CameraRegressor  # noqa: PLC0415  (the focal belief, as the pipeline's)
+
+        camera = CameraRegressor()
+    prior_fn = RegressorPrior(regressor, camera) if regressor is not None else None
     results, prior_focal = [], []
     for i, lmk in enumerate(landmarks):
         obs = _observation(lmk, blendshapes[i], size, i)
         prior = prior_fn(obs) if (prior_fn is not None and obs.face is not None) else None
         results.append(tracker.step(lmk if obs.face is not None else None, i / opts.fps, i, prior=prior))
-        est = prior_fn.focal.estimate() if prior_fn is not None else None
-        prior_focal.append(est[0] if est else float("nan"))
+        est = prior_fn.focal.estimate() if prior_fn is not None and prior_fn.focal is not None else None
+        prior_focal.append(est.focal_px if est else float("nan"))
     return results, prior_focal
 
 

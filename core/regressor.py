@@ -337,38 +337,55 @@ class FocalAggregator:
 
 
 class RegressorPrior:
-    """``TrackingPipeline(prior_fn=...)``: the regressor's :class:`core.tracker.FramePrior` for each frame.
+    """``TrackingPipeline(prior_fn=...)``: the regressors' :class:`core.tracker.FramePrior` for each frame.
 
-    The prior carries the frame's pose (placed by the tracker with its own camera) and expression,
-    and, when the focal length is estimated, the sequence-level focal belief so far
-    (:class:`FocalAggregator`), renewed every ``update_every`` frames; the tracker fuses it with
-    its other evidence (``Tracker.step`` reads ``FramePrior.focal``).
+    Two networks may serve it:
+
+    * ``camera`` (:class:`core.camera_regressor.CameraRegressor`, shipped, model-agnostic): the head's
+      pose and placement for any head model, and the focal length with an honest σ — its running
+      sequence fusion (:class:`core.camera_regressor.FocalSequence`) is the frame's focal belief,
+      renewed every ``update_every`` frames, which the tracker fuses with its other evidence;
+    * ``regressor`` (:class:`Regressor`, optional, trained per head model): the model's own
+      expression and jaw coefficients, and its pose (preferred for that model). Its focal output is
+      not used: it was trained on one model's faces at absolute image sizes, and its σ does not
+      hold on other faces (``benchmarks/camera_regressor.py``).
     """
 
-    def __init__(self, regressor: Regressor, estimate_focal: bool = True, update_every: int = 10):
-        self.regressor = regressor
-        self.estimate_focal = estimate_focal and regressor.camera_mode == "perspective"
+    def __init__(self, regressor: Regressor | None = None, camera=None, estimate_focal: bool = True,
+                 update_every: int = 10):
+        if regressor is None and camera is None:
+            raise ValueError("RegressorPrior needs a regressor, a camera regressor or both")
+        self.regressor, self.camera = regressor, camera
+        self.estimate_focal = estimate_focal and camera is not None
         self.update_every = max(1, int(update_every))
-        self.focal = FocalAggregator(regressor)
+        self.focal = None
+        if camera is not None:
+            from core.camera_regressor import FocalSequence  # noqa: PLC0415
+
+            self.focal = FocalSequence(camera)
         self.last: RegressorOutput | None = None
+        self.last_camera = None  # the camera regressor's newest CameraPrediction
         self._belief = None
         self._since_update = 0
 
     def __call__(self, landmarks) -> "object | None":
         from core.tracker import FocalPrior, FramePrior  # noqa: PLC0415
 
-        out = self.regressor.predict_landmarks(landmarks)
-        if out is None:
+        face = landmarks.face
+        if face is None:
             return None
-        self.last = out
+        cam = self.camera.predict(face.landmarks_px, face.blendshapes, landmarks.image_size) if self.camera else None
+        out = self.regressor.predict_landmarks(landmarks) if self.regressor is not None else None
+        self.last, self.last_camera = out, cam
         if self.estimate_focal:
-            self.focal.add(out.focal_px)
+            self.focal.add(cam)
             self._since_update += 1
             if self._belief is None or self._since_update >= self.update_every:
-                focal_px, sigma = self.focal.estimate()
-                self._belief = FocalPrior(focal_px, sigma, source="regressor",
-                                          detail=f"regressor, {self.focal.count} frames")
+                fused = self.focal.estimate()
+                self._belief = FocalPrior(fused.focal_px, fused.log_sigma, source="regressor",
+                                          detail=f"camera regressor ({fused.frames} frames)")
                 self._since_update = 0
-        return FramePrior(rotation=out.rotation, head_center_px=out.head_center_px,
-                          scale_px_per_m=out.scale_px_per_m, expr=out.expr, jaw_pose=out.jaw_pose,
-                          focal=self._belief)
+        pose = out if out is not None else cam
+        return FramePrior(rotation=pose.rotation, head_center_px=pose.head_center_px,
+                          scale_px_per_m=pose.scale_px_per_m, expr=None if out is None else out.expr,
+                          jaw_pose=None if out is None else out.jaw_pose, focal=self._belief)

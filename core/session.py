@@ -154,12 +154,17 @@ def tracker_options(options: SessionOptions, plan, image_size: tuple[int, int]):
 
 
 def load_regressor_prior(head, options: SessionOptions, estimate_focal: bool, log=print):
-    """(RegressorPrior or None, a sentence saying which regressor or that there is none).
-    An explicit ``--regressor`` file that does not fit is a :class:`SessionError`."""
+    """(RegressorPrior or None, a sentence saying which regressors serve, or that none does).
+
+    The shipped camera regressor (pose, placement, focal belief; any head model) and, when one
+    exists, the head model's own coefficient regressor (``--regressor auto`` finds it, a path
+    names it). ``--regressor none``: neither. An explicit file that does not fit is a
+    :class:`SessionError`."""
+    from core.camera_regressor import CameraRegressorError  # noqa: PLC0415
     from core.regressor import NO_REGRESSOR_MESSAGE, RegressorError, RegressorPrior, load_regressor  # noqa: PLC0415
 
     if options.regressor == "none":
-        message = f"{NO_REGRESSOR_MESSAGE} (--regressor none)"
+        message = "no regressors (--regressor none): the pose starts from the landmarks alone"
         log(f"note: {message}")
         return None, message
     explicit = None if options.regressor == "auto" else options.regressor
@@ -167,10 +172,33 @@ def load_regressor_prior(head, options: SessionOptions, estimate_focal: bool, lo
         regressor, message = load_regressor(head, explicit, options.camera_mode, device=options.device)
     except RegressorError as exc:
         raise SessionError(str(exc)) from None
-    log(f"note: {message}")
+    camera = None
+    if options.camera_mode == "perspective":
+        try:
+            camera = _camera_regressor()
+        except CameraRegressorError as exc:
+            log(f"note: camera regressor unusable ({exc}); the focal length rests on the other evidence")
     if regressor is None:
+        message = message.replace(NO_REGRESSOR_MESSAGE, "no coefficient regressor for this model")
+    if camera is not None:
+        message += f"; camera regressor: {camera.path.name} (pose and focal belief, any head model)"
+    log(f"note: {message}")
+    if regressor is None and camera is None:
         return None, message
-    return RegressorPrior(regressor, estimate_focal=estimate_focal), message
+    return RegressorPrior(regressor, camera, estimate_focal=estimate_focal), message
+
+
+_CAMERA_REGRESSOR = None
+
+
+def _camera_regressor():
+    """The shipped camera regressor, loaded once per process (sessions and batch workers share it)."""
+    global _CAMERA_REGRESSOR
+    if _CAMERA_REGRESSOR is None:
+        from core.camera_regressor import CameraRegressor  # noqa: PLC0415
+
+        _CAMERA_REGRESSOR = CameraRegressor()
+    return _CAMERA_REGRESSOR
 
 
 @dataclass

@@ -191,12 +191,18 @@ def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
     sample = SyntheticBatches(head, projector, noise, seed=11)(1)
     size = tuple(int(v) for v in sample["image_size"][0])
     tracker = Tracker(head, embedding, size, TrackerOptions(smoothing=False))
-    prior_fn = RegressorPrior(Regressor(out), update_every=2)
+    from core.camera_regressor import CameraRegressor
+
+    prior_fn = RegressorPrior(Regressor(out), CameraRegressor(), update_every=2)
     face = FaceObservation(sample["landmarks_px"][0], np.zeros(478, np.float32), np.ones(478, np.float32),
                            sample["blendshapes"][0], np.zeros(4, np.float32))
     frame_prior = prior_fn(LandmarkResult(0, size, face, 1))
-    assert frame_prior.focal.source == "regressor"
-    assert frame_prior.focal.focal_px == pytest.approx(prior_fn.focal.estimate()[0], rel=1e-12)
+    # The focal belief is the camera regressor's (honest σ, any model); the pose and expression the model's own.
+    assert frame_prior.focal.source == "regressor" and "camera regressor" in frame_prior.focal.detail
+    assert frame_prior.focal.focal_px == pytest.approx(prior_fn.focal.estimate().focal_px, rel=1e-12)
+    assert frame_prior.focal.sigma_rel == pytest.approx(prior_fn.focal.estimate().log_sigma, rel=1e-12)
+    np.testing.assert_allclose(frame_prior.rotation, prior_fn.last.rotation)
+    assert frame_prior.expr is not None and len(frame_prior.expr) == head.num_expr
     assert frame_prior.has_pose and frame_prior.scale_px_per_m > 0
     assert tracker.focal_prior.source == "default"  # the prior is an input of step(), nothing changes before
     result = tracker.step(sample["landmarks_px"][0], 0.0, 0, prior=frame_prior)
@@ -224,8 +230,14 @@ def test_a_model_without_a_regressor_still_tracks_and_says_so(tmp_path):
     messages = []
     prior_fn, message = load_regressor_prior(head, SessionOptions(model=str(path)), estimate_focal=True,
                                              log=messages.append)
-    assert prior_fn is None  # optimizer-only initialisation
-    assert NO_REGRESSOR_MESSAGE in message and any(NO_REGRESSOR_MESSAGE in m for m in messages), messages
+    # No coefficient regressor for this model: the shipped camera regressor still gives pose and focal belief.
+    assert prior_fn is not None and prior_fn.regressor is None and prior_fn.camera is not None
+    assert prior_fn.estimate_focal
+    assert "no coefficient regressor for this model" in message and "camera regressor" in message
+    assert any(message in m for m in messages), messages
+    none, message = load_regressor_prior(head, SessionOptions(model=str(path), regressor="none"), estimate_focal=True,
+                                         log=messages.append)
+    assert none is None and "--regressor none" in message  # landmarks alone
 
 
 def test_the_session_uses_a_given_regressor_in_its_pipeline(trained, builtin_setup):

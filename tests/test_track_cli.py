@@ -83,11 +83,8 @@ def test_track_happy_path(happy, builtin_model):
     f_true = truths[0].intrinsics[0]
     idx = np.flatnonzero(mask)
     rot_err = [rotation_error_deg(rec.rotation[i], truths[i].rotation) for i in idx]
-    # The coarse built-in model through MediaPipe carries a steady ~5° pose offset; the motion is exact.
-    assert np.median(rot_err) < 6.0 and max(rot_err) < 10.0, rot_err
-    motion_err = [abs(rotation_error_deg(rec.rotation[i], rec.rotation[idx[0]])
-                      - rotation_error_deg(truths[i].rotation, truths[idx[0]].rotation)) for i in idx[1:]]
-    assert np.median(motion_err) < 1.0, motion_err
+    # The coarse built-in model seen through MediaPipe carries a steady pose offset of a few degrees.
+    assert np.median(rot_err) < 5.0 and max(rot_err) < 8.0, rot_err
     centre_err = [np.linalg.norm(project_centre(rec, i, builtin_model) - project_point(truths[i].head_center_cam,
                                                                                       truths[i].intrinsics))
                   for i in np.flatnonzero(mask)]
