@@ -32,11 +32,10 @@ import torch
 from torch import nn
 
 from core import camera
+from core.constants import NUM_BLENDSHAPES, NUM_LANDMARKS
 from core.regressor import landmark_crop_box
 from training.model import _mlp, rotation_6d_to_matrix
 
-NUM_LANDMARKS = 478
-NUM_BLENDSHAPES = 52
 NUM_PLACEMENT = 6
 LOG_SIGMA_RANGE = (-4.0, 1.5)  # per-frame log σ of log f is clamped to this (σ 0.018 .. 4.5)
 MIRROR_AXES = torch.tensor([-1.0, 1.0, 1.0])  # x -> -x in model and camera space alike
