@@ -12,7 +12,10 @@ before the window closes:
   :class:`app.gui_worker.CalibrationThread`) and the camera profile it saves;
 * :class:`app.gui_recording.RecordingControl`: recording (in the tracking thread) and export
   (:class:`app.gui_recording.ExportThread`);
-* :class:`app.gui_status.StatusControl`: the status bar and plot redraws, on timers.
+* :class:`app.gui_status.StatusControl`: the status bar and plot redraws, on timers;
+* :class:`app.gui_transport.TransportControl`: playback of files and takes (timeline, Playback
+  menu, plot clicks) through the player's :class:`core.transport.Transport`;
+* :class:`app.gui_review.ReviewControl`: a recorded take opened over its video.
 """
 from __future__ import annotations
 
@@ -24,8 +27,10 @@ from PySide6.QtWidgets import QApplication
 
 from app.gui_calibration import CalibrationControl
 from app.gui_recording import ExportThread, RecordingControl
+from app.gui_review import ReviewControl
 from app.gui_session import SessionControl
 from app.gui_status import PLOT_INTERVAL_MS, STATUS_INTERVAL_MS, StatusControl
+from app.gui_transport import TransportControl
 from app.gui_worker import CalibrationThread, RecordingStatus, SessionInfo, TrackingThread
 from core.session import SessionOptions
 
@@ -48,6 +53,8 @@ class GuiController(QObject):
         self.session_control = SessionControl(self, base_options, source_factory)
         self.calibration_control = CalibrationControl(self)
         self.recording_control = RecordingControl(self)
+        self.transport_control = TransportControl(self)
+        self.review_control = ReviewControl(self)
 
         w = window
         w.startRequested.connect(self.start)
@@ -61,6 +68,7 @@ class GuiController(QObject):
         w.calibration_page.startRequested.connect(self.start_calibration)
         w.calibration_page.stopRequested.connect(self.stop_calibration)
         w.calibration_page.widget.profileSaved.connect(self.calibration_control.on_profile_saved)
+        w.takeOpenRequested.connect(self.open_take)
         w.aboutToClose.connect(self.shutdown)
         self.status_control = StatusControl(self)
         w.set_running(False)
@@ -167,6 +175,16 @@ class GuiController(QObject):
     def export(self, recording: str, fmt: str, target: str) -> ExportThread:
         return self.recording_control.export(recording, fmt, target)
 
+    # -- playback and takes (app.gui_transport, app.gui_review) --------------------------------------
+
+    @property
+    def transport(self):
+        """The ``core.transport.Transport`` of the file or take shown, or None (a camera, nothing)."""
+        return self.transport_control.transport
+
+    def open_take(self, path: str, video: str | None = None, ask: bool = True) -> bool:
+        return self.review_control.open_take(path, video, ask)
+
     # -- threads -------------------------------------------------------------------------------------
 
     def retire(self, thread: QThread) -> None:
@@ -179,7 +197,9 @@ class GuiController(QObject):
             return
         self._closing = True
         self.status_control.stop()
+        self.transport_control.save_position()
         self.session_control.stop_worker()
+        self.review_control.close()
         self.calibration_control.stop_thread()
         self.window.calibration_page.widget.wait_for_solver()
         export_thread = self.recording_control.export_thread

@@ -48,6 +48,7 @@ class CalibrationControl(QObject):
         except ValueError as exc:
             self.window.show_message(f"Cannot calibrate with the board {page.board_text()!r}: {exc}", "error")
             return None
+        self.controller.review_control.close()
         sessions = self.controller.session_control
         if sessions.worker is not None:
             self._resume_tracking = self._resume_tracking or sessions.running

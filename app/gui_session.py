@@ -102,9 +102,11 @@ class SessionControl(QObject):
         return self.worker is not None and self.worker.isRunning()
 
     def start(self, options: SessionOptions | None = None) -> TrackingThread:
-        """(Re)start tracking with ``options`` (default: the panels' choices); leaves calibration mode."""
+        """(Re)start tracking with ``options`` (default: the panels' choices); leaves calibration mode
+        and closes a reviewed take."""
         self.stop_worker()
         self.controller.calibration_control.stop_thread()
+        self.controller.review_control.close()
         if self.window.mode() != "track":
             self.window.set_mode("track", emit=False)
         options = options or self.options()
@@ -117,6 +119,9 @@ class SessionControl(QObject):
         worker.failed.connect(self._on_failed)
         worker.recordingChanged.connect(self.controller.recording_control.on_recording)
         worker.runFinished.connect(self._on_run_finished)
+        playback = self.controller.transport_control
+        worker.transportChanged.connect(playback.on_state)
+        playback.prepare(worker.transport, options.source)  # used if the source is a file
         self.worker = worker
         self.session = None
         self.latest = None
@@ -144,6 +149,8 @@ class SessionControl(QObject):
         worker, self.worker = self.worker, None
         if worker is None:
             return
+        if self.controller.transport_control.player is worker:
+            self.controller.transport_control.unbind()
         # Joined here: a webcam must be closed before the next session (or calibration) opens it. The
         # recording is closed in the worker; queued signals still arrive (and are ignored as stale).
         worker.shutdown()
@@ -173,6 +180,9 @@ class SessionControl(QObject):
         w.set_status(device=info.device, model=f"model: {model_text}", state="waiting for frames")
         w.set_running(True)
         w.setWindowTitle(f"flamecam — {info.source_name}")
+        if info.seekable:  # a file: the timeline, and the plots over video time
+            self.controller.transport_control.bind(self.worker, info.num_frames, info.source_fps,
+                                                   key=self.worker.options.source, kind="file")
         self.controller.sessionStarted.emit(info)
 
     def _on_frame(self, result) -> None:
@@ -186,8 +196,15 @@ class SessionControl(QObject):
         self._arrivals.append(now)
         self.window.view.show_result(result)  # stores it; Qt merges the repaint requests
         track = result.track
-        self.window.plots.add_sample(now - self._t0, track.focal_px, track.focal_sigma_px, track.focal_state,
-                                     track.rho_per_m, self.fps(), result.latency_ms)
+        playback = self.controller.transport_control
+        if playback.player is self.worker:  # a file: samples at the frame's video time
+            t_s, frame_index = result.frame.timestamp_s, result.frame.index
+        else:
+            t_s, frame_index = now - self._t0, None
+        self.window.plots.add_sample(t_s, track.focal_px, track.focal_sigma_px, track.focal_state,
+                                     track.rho_per_m, self.fps(), result.latency_ms, frame_index=frame_index)
+        if frame_index is not None:
+            playback.on_result(result)
         for warning in result.warnings:
             if warning not in self._warned:
                 self._warned.add(warning)
