@@ -27,7 +27,7 @@ the synthetic head, made in a temporary folder): rate adherence at the file's ow
 (results per second, and how fast the frames shown advance through the video against its clock),
 the engine's rate with "as fast as possible", and seek latency: from a seek as the timeline gives
 it when the slider is released to the sought frame painted with its overlay (and to its result's
-arrival), over ``--seeks`` random seeks while paused, and after a quick scrub.
+arrival), over ``--seeks`` random seeks while paused (every fourth after a quick scrub).
 
 Starts its own Xvfb (``app.virtual_display``) unless ``--use-display`` (then $DISPLAY is used);
 the app runs in a child process on that display.
@@ -241,7 +241,7 @@ def run_playback(video: str, seconds: float, warmup: float, seeks: int) -> dict:
         if len(state["seeks"]) >= seeks:
             finish()
             return
-        if len(state["seeks"]) == seeks - 1:  # the last one: a quick scrub, then the release
+        if len(state["seeks"]) % 4 == 3:  # every fourth: a quick scrub, then the release
             start = int(rng.integers(0, n))
             for i in np.linspace(start, (start + n // 2) % n, 12).astype(int):
                 window.timeline.strip.scrubbed.emit(int(i))
@@ -275,6 +275,8 @@ def run_playback(video: str, seconds: float, warmup: float, seeks: int) -> dict:
                                "clock_ratio": advance / fps, "results": count,
                                "skipped_percent": skipped_percent([i for t, i in arrivals if t >= state["t"]])}
             playback.set_realtime(False)
+            playback.seek(0)  # the file may have ended
+            playback.play()
             state.update(phase="fast", t=now)
         elif phase == "fast" and now - state["t"] >= min(seconds, 8.0):
             results, _, count = rate_since(state["t"] + 1.0)

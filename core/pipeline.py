@@ -239,7 +239,9 @@ class TrackingPipeline:
         start = self._started_at = time.perf_counter()
         with FaceLandmarker(self.landmarker_options) as landmarker:
             if self.pipelined:
-                items: queue.Queue = queue.Queue(maxsize=1)
+                # A file played at its own rate keeps one frame of slack: a tracker step that runs
+                # long once (a refinement unit, a busy GUI) then costs no frame; latest wins beyond.
+                items: queue.Queue = queue.Queue(maxsize=2 if self.transport is not None else 1)
                 thread = threading.Thread(target=self._producer, args=(items, landmarker), name="flamecam-landmarks",
                                           daemon=True)
                 thread.start()
