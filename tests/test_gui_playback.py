@@ -103,6 +103,10 @@ def test_a_video_file_pauses_steps_seeks_and_plays(open_app, qtbot, head_clip, c
     window.playback_actions["back"].trigger()
     qtbot.waitUntil(lambda: controller.latest.frame.index == 45, timeout=60_000)
     assert controller.latest.cut
+    received = controller.frames_received
+    window.playback_actions["retrack"].trigger()  # the paused frame, fitted again from a fresh start
+    qtbot.waitUntil(lambda: controller.frames_received == received + 1, timeout=60_000)
+    assert controller.latest.frame.index == 45 and controller.latest.cut
     assert window.playback_actions["play"].shortcut().toString() == "Space"
     assert window.playback_actions["back"].shortcut().toString() == "Left"
     assert window.playback_actions["forward"].shortcut().toString() == "Right"

@@ -120,8 +120,9 @@ def test_an_opened_take_shows_its_video_and_recorded_mesh(app, qtbot, take):
     assert window.timeline.frame_label.text() == f"frame 30 / {FRAMES}"
 
     # playing keeps the take's frame rate (25 fps; showing a take is much faster than that)
-    arrivals = []
-    controller.review_control.thread.frameReady.connect(lambda r: arrivals.append(time.monotonic()))
+    arrivals = []  # timed where the frames leave the player (the GUI thread's own delays are not the rate's)
+    controller.review_control.thread.frameReady.connect(lambda r: arrivals.append(time.monotonic()),
+                                                        Qt.ConnectionType.DirectConnection)
     controller.transport_control.seek(0)
     controller.transport_control.play()
     qtbot.waitUntil(lambda: len(arrivals) >= 40 or controller.transport.state().at_end, timeout=30_000)
