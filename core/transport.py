@@ -13,9 +13,9 @@ tracker restarts the pose there (``Tracker.reset_pose``) while identity and foca
 estimates of the same footage, stay.
 
 Pacing at the file's rate: during a run of playback, frame ``k`` is due ``k / fps`` after the run
-began. A reader that falls behind (a slower engine) passes over the frames already due, so the
-picture keeps to the file's clock (latest wins, as with a camera); an early one waits, and any
-command ends the wait. Pausing, seeking or changing the rate begins a new run. Nothing here
+began. A reader that falls behind (a slower engine) by ``CATCH_UP_FRAMES`` passes over the frames
+already due, so the picture keeps to the file's clock (latest wins, as with a camera); one a frame
+late (a thread woken late) reads on at once; an early one waits, and any command ends the wait. Pausing, seeking or changing the rate begins a new run. Nothing here
 imports Qt.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 from core.sources import Frame, FrameSource
 
 POLL_S = 0.05  # how often a waiting reader looks at its stop event
+CATCH_UP_FRAMES = 2  # a reader this many frames late passes over them; less late, it reads on at once
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ class PlaybackReader:
                 if run is None:
                     run = (src.position, now)
                 due = run[0] + int((now - run[1]) * fps)  # the frame whose time has come
-                if src.position < due:  # behind the file's clock: pass over what is already late
+                if src.position <= due - CATCH_UP_FRAMES:  # behind the file's clock: pass over what is late
                     last = due if src.num_frames is None else min(due, src.num_frames - 1)
                     if last > src.position:
                         self.dropped += last - src.position
