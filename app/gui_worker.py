@@ -8,6 +8,11 @@ the :class:`core.recording.RecordingWriter` lives in this thread and is driven b
 requests (:meth:`TrackingThread.start_recording` / :meth:`stop_recording`); it is closed whatever
 ends the run (stop, end of file, a source that fails), so what was flushed is never lost.
 
+A video file or image folder is played by the thread's :class:`core.transport.Transport`
+(:attr:`TrackingThread.transport`, thread-safe: play, pause, step, seek, the file's rate or as
+fast as possible; its state by ``transportChanged``). A recording is one continuous take: it ends
+at a seek and at the end of the file, and the worker serves stop requests while paused.
+
 Errors never escape the thread: they reach the GUI as one message by ``failed`` (source or model
 problems) or as a :class:`RecordingStatus` with ``state="failed"`` (full disk), and the thread ends
 cleanly. :meth:`TrackingThread.shutdown` stops and joins it; :func:`live_threads` lists the ones
@@ -54,6 +59,7 @@ class SessionInfo:
     focal_mode: str  # fixed | profile | metadata | auto
     notices: tuple[str, ...] = ()
     plan: object = None  # core.session.IntrinsicsPlan: where the intrinsics come from, the lens (if any)
+    seekable: bool = False  # a file: played by TrackingThread.transport (pause, step, seek)
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,10 @@ class TrackingThread(QThread):
     failed = Signal(str)  # a clear, complete error message; the thread then ends
     recordingChanged = Signal(object)  # RecordingStatus
     runFinished = Signal(object)  # dict: pipeline stats summary and how the run ended
+    transportChanged = Signal(object)  # core.transport.TransportState (files only), from the reading thread
 
     PROGRESS_INTERVAL_S = 0.5
+    RECENT_FRAMES_MB = 64.0  # decoded frames kept for stepping back in a file
 
     def __init__(self, options: SessionOptions, source_factory: Callable[[], object] | None = None, parent=None):
         super().__init__(parent)
@@ -107,6 +115,10 @@ class TrackingThread(QThread):
         self._last_progress = 0.0
         self._session = None  # core.session.Session, built in the thread
         self.stream = StreamSwitch()  # live OSC/UDP output; driven from this thread, configured from any
+        from core.transport import Transport  # noqa: PLC0415
+
+        self.transport = Transport()  # used when the source is a file; commands may come before it opens
+        self.transport.add_listener(self.transportChanged.emit)
         self.setObjectName("flamecam-tracking")
         _LIVE.add(self)
 
@@ -198,11 +210,17 @@ class TrackingThread(QThread):
         self.stream.set_model(StreamModel.from_head(session.head))
         width, height = session.image_size
         src = session.source
+        seekable = bool(getattr(src, "seekable", False))
+        if seekable:
+            session.pipeline.transport = self.transport
+            session.pipeline.on_idle = self._on_idle
+            if hasattr(src, "keep_recent"):
+                src.keep_recent(self.RECENT_FRAMES_MB)
         info = SessionInfo(source_name=src.name, image_size=(width, height), is_live=bool(src.is_live),
                            source_fps=src.fps, num_frames=src.num_frames, model=session.pipeline.model_info,
                            model_path=session.options.model, device=describe_device(session.options.device),
                            camera_mode=session.options.camera_mode, focal_mode=session.focal_mode,
-                           notices=tuple(notices), plan=session.plan)
+                           notices=tuple(notices), plan=session.plan, seekable=seekable)
         self.sessionStarted.emit(info)
         return src, session.pipeline
 
@@ -213,6 +231,10 @@ class TrackingThread(QThread):
         try:
             for result in pipeline.run():
                 self.stream.send(result)
+                if result.cut and self._writer is not None:
+                    saved = self._close_recording("seek")
+                    self.notice.emit(f"Recording ended at the jump to frame {result.frame.index}: a take is one "
+                                     f"continuous run.{saved}")
                 self._service_requests(result.track.frame_index)
                 if self._writer is not None:
                     self._record(result)
@@ -228,6 +250,22 @@ class TrackingThread(QThread):
             return "failed"
         self._service_requests(None)  # a stop asked for on the last frame
         return "stopped" if self._stop.is_set() else "finished"
+
+    def _on_idle(self) -> None:
+        """A paused file (no frame coming): serve stop requests now (a start waits for the next
+        frame) and end the recording at the end of the file."""
+        with self._lock:
+            requests = self._requests
+            if requests and requests[-1].kind == "start":
+                self._requests = requests[-1:]
+                requests = requests[:-1]
+            else:
+                self._requests = []
+        if any(r.kind == "stop" for r in requests):
+            self._close_recording("stopped")
+        if self._writer is not None and self.transport.state().at_end:
+            saved = self._close_recording("end of the video")
+            self.notice.emit(f"Recording ended at the end of the video.{saved}")
 
     # -- recording (worker thread only) -------------------------------------------------------------
 

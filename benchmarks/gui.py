@@ -22,6 +22,13 @@ alone does to the UI.
 
     python benchmarks/gui.py [--seconds 20] [--warmup 3] [--overlay shaded|full] [--no-headless] [--json OUT.json]
 
+``--playback [VIDEO]`` measures playing a file instead (default VIDEO: a 640x480, 25 fps render of
+the synthetic head, made in a temporary folder): rate adherence at the file's own frame rate
+(results per second, and how fast the frames shown advance through the video against its clock),
+the engine's rate with "as fast as possible", and seek latency: from a seek as the timeline gives
+it when the slider is released to the sought frame painted with its overlay (and to its result's
+arrival), over ``--seeks`` random seeks while paused (every fourth after a quick scrub).
+
 Starts its own Xvfb (``app.virtual_display``) unless ``--use-display`` (then $DISPLAY is used);
 the app runs in a child process on that display.
 """
@@ -184,6 +191,178 @@ def run_gui(seconds: float, warmup: float, overlay: str) -> dict:
     return out
 
 
+# --- playing a file (--playback) ---------------------------------------------------------------------
+
+
+def run_playback(video: str, seconds: float, warmup: float, seeks: int) -> dict:
+    """The app under a display on ``video``: rate adherence, fast-mode rate, seek latency."""
+    from PySide6.QtCore import QSettings, QTimer  # noqa: PLC0415
+
+    from app.gui import build, create_application  # noqa: PLC0415
+    from core.session import SessionOptions  # noqa: PLC0415
+
+    tmp = tempfile.mkdtemp(prefix="flamecam-bench-playback-")
+    app = create_application()
+    settings = QSettings(os.path.join(tmp, "settings.ini"), QSettings.Format.IniFormat)
+    window, controller = build(SessionOptions(device="cpu"), source=video, settings=settings, model="builtin",
+                               camera_mode="perspective", focal="auto")
+    window.resize(1280, 980)
+    window.show()
+    playback = controller.transport_control
+    out: dict = {"video": video}
+    arrivals: list[tuple[float, int]] = []  # (time, frame index)
+    state = {"phase": "starting", "t": time.perf_counter(), "seeks": [], "target": None}
+    rng = np.random.default_rng(0)
+
+    def on_session(_info) -> None:
+        controller.worker.frameReady.connect(lambda r: arrivals.append((time.perf_counter(), r.frame.index)))
+
+    controller.sessionStarted.connect(on_session)
+
+    def rate_since(t0: float) -> tuple[float, float, int]:
+        """(results per second, video frames advanced per second, results) of the arrivals after t0."""
+        got = [(t, i) for t, i in arrivals if t >= t0]
+        if len(got) < 2:
+            return float("nan"), float("nan"), len(got)
+        span = got[-1][0] - got[0][0]
+        return (len(got) - 1) / span, (got[-1][1] - got[0][1]) / span, len(got)
+
+    def painted(index: int) -> bool:
+        view = window.view
+        return bool(view.painted_frames) and view.painted_frames[-1] == index and not view._scene_dirty  # noqa: SLF001
+
+    def finish() -> None:
+        state["phase"] = "done"
+        window.close()
+        app.quit()
+
+    def next_seek(now: float) -> None:
+        n = window.timeline.strip.num_frames
+        if len(state["seeks"]) >= seeks:
+            finish()
+            return
+        if len(state["seeks"]) % 4 == 3:  # every fourth: a quick scrub, then the release
+            start = int(rng.integers(0, n))
+            for i in np.linspace(start, (start + n // 2) % n, 12).astype(int):
+                window.timeline.strip.scrubbed.emit(int(i))
+                app.processEvents()
+            target = int(rng.integers(0, n))
+            kind = "after a scrub"
+        else:
+            target, kind = int(rng.integers(0, n)), "click"
+        if target == controller.latest.frame.index:
+            target = (target + n // 3) % n
+        state.update(target=target, kind=kind, t=time.perf_counter(), arrived=None)
+        window.timeline.strip.seekRequested.emit(target)  # what releasing the slider emits
+
+    def step() -> None:
+        now = time.perf_counter()
+        phase = state["phase"]
+        if window.banner.level == "error" and "OpenGL" not in window.banner.text and phase != "done":
+            out["error"] = window.banner.text
+            finish()
+        elif phase == "starting" and arrivals:
+            state.update(phase="warmup", t=now)
+        elif phase == "starting" and now - state["t"] > 300:
+            out["error"] = "no frame in 300 s"
+            finish()
+        elif phase == "warmup" and now - state["t"] >= warmup:
+            state.update(phase="realtime", t=now)
+        elif phase == "realtime" and now - state["t"] >= seconds:
+            fps = controller.session.source_fps
+            results, advance, count = rate_since(state["t"])
+            out["realtime"] = {"file_fps": fps, "results_per_s": results, "video_frames_per_s": advance,
+                               "clock_ratio": advance / fps, "results": count,
+                               "skipped_percent": skipped_percent([i for t, i in arrivals if t >= state["t"]])}
+            playback.set_realtime(False)
+            playback.seek(0)  # the file may have ended
+            playback.play()
+            state.update(phase="fast", t=now)
+        elif phase == "fast" and now - state["t"] >= min(seconds, 8.0):
+            results, _, count = rate_since(state["t"] + 1.0)
+            out["fast"] = {"results_per_s": results, "results": count}
+            playback.set_realtime(True)
+            playback.pause()
+            state.update(phase="pausing", t=now)
+        elif (phase == "pausing" and controller.transport.state().idle
+              and controller.latest.frame.index == controller.transport.state().position):
+            state.update(phase="seeking")
+            next_seek(now)
+        elif phase == "seeking":
+            target = state["target"]
+            if state["arrived"] is None and controller.latest.frame.index == target:
+                state["arrived"] = now
+            if painted(target):
+                state["seeks"].append({"target": target, "kind": state["kind"],
+                                       "painted_ms": (now - state["t"]) * 1000,
+                                       "result_ms": ((state["arrived"] or now) - state["t"]) * 1000})
+                state.update(phase="settle", t=now)
+            elif now - state["t"] > 30:
+                out["error"] = f"seek to {target} not shown in 30 s"
+                finish()
+        elif phase == "settle" and now - state["t"] >= 0.3:
+            state["phase"] = "seeking"
+            next_seek(now)
+
+    QTimer.singleShot(0, controller.start)
+    poll = QTimer()
+    poll.timeout.connect(step)
+    poll.start(2)  # fine-grained: the seek latency is read off this poll
+    app.exec()
+    poll.stop()
+    controller.shutdown()
+    out["seeks"] = state["seeks"]
+    out["gl"] = window.view.gl_info
+    return out
+
+
+def playback_main(args) -> None:
+    """``--playback``: run :func:`run_playback` in a child process on Xvfb and print its tables."""
+    display = None
+    if not args.use_display:
+        from app.virtual_display import VirtualDisplay  # noqa: PLC0415
+
+        display = VirtualDisplay(1280, 1024).start()
+    try:
+        load_before = print_load("before")
+        with tempfile.TemporaryDirectory() as tmp:
+            video = args.playback
+            if video == "synthetic":
+                from app.cli import main as flamecam  # noqa: PLC0415
+
+                video = str(Path(tmp) / "head25.mp4")
+                flamecam(["render", "--source", "synthetic:fps=25", "-o", video, "--frames", "300", "--quiet"])
+            out = Path(tmp) / "playback.json"
+            env = display.env() if display is not None else dict(os.environ)
+            proc = subprocess.run([sys.executable, __file__, "--playback-child", str(out), "--playback", video,
+                                   "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+                                   "--seeks", str(args.seeks)], env=env)
+            res = json.loads(out.read_text()) if out.exists() else {"error": f"the app exited with {proc.returncode}"}
+        load_after = print_load("after")
+    finally:
+        if display is not None:
+            display.stop()
+    if "error" in res:
+        raise SystemExit(f"the playback run failed: {res['error']}")
+    rt, fast = res["realtime"], res["fast"]
+    tables = [print_table(f"Playing {Path(res['video']).name} ({rt['file_fps']:.2f} fps) for {args.seconds:.0f} s",
+                          ["mode", "results / s", "video frames / s", "clock ratio", "skipped %"],
+                          [["the file's own rate", rt["results_per_s"], rt["video_frames_per_s"], rt["clock_ratio"],
+                            rt["skipped_percent"]],
+                           ["as fast as possible", fast["results_per_s"], fast["results_per_s"], "", 0.0]], digits=2)]
+    rows = []
+    for kind in ("click", "after a scrub"):
+        picked = [x for x in res["seeks"] if x["kind"] == kind]
+        if picked:
+            painted, result = stats([x["painted_ms"] for x in picked]), stats([x["result_ms"] for x in picked])
+            rows.append([kind, len(picked), result["p50"], painted["p50"], painted["p95"], painted["max"]])
+    tables.append(print_table("Seek latency, paused: from the slider's release (seekRequested) to the frame",
+                              ["seek", "n", "result p50 ms", "painted p50 ms", "painted p95 ms", "painted max ms"],
+                              rows, digits=1))
+    write_json(args.json, "gui_playback", tables, {"playback": res, "load_before": load_before,
+                                                    "load_after": load_after})
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0, help="measurement time per configuration (default 20)")
@@ -192,8 +371,19 @@ def main() -> None:
     p.add_argument("--no-headless", action="store_true", help="skip the headless engine baseline")
     p.add_argument("--use-display", action="store_true", help="use $DISPLAY instead of starting Xvfb")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: run the app, write JSON here
+    p.add_argument("--playback", nargs="?", const="synthetic", metavar="VIDEO",
+                   help="measure playing a file instead: rate adherence and seek latency (see above)")
+    p.add_argument("--seeks", type=int, default=20, help="--playback: seeks to time (default 20)")
+    p.add_argument("--playback-child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ.setdefault("FLAMECAM_NO_DOWNLOAD", "1")
+    if args.playback_child is not None:
+        args.playback_child.write_text(json.dumps(run_playback(args.playback, args.seconds, args.warmup, args.seeks),
+                                                  default=float))
+        return
+    if args.playback:
+        playback_main(args)
+        return
     if args.child is not None:
         args.child.write_text(json.dumps(run_gui(args.seconds, args.warmup, args.overlay), default=float))
         return

@@ -88,16 +88,17 @@ def finite_frames(rec: Recording) -> np.ndarray:
 
 
 def mesh_batches(rec: Recording, head: HeadModel, space: str = "camera", batch_size: int = 64,
-                 positions: np.ndarray | None = None,
-                 device: str | torch.device | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 positions: np.ndarray | None = None, device: str | torch.device | None = None,
+                 layer: HeadModelLayer | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (positions (B,), vertices (B, V, 3) float32) for the frames at ``positions`` (default: all).
 
-    One batched forward pass per ``batch_size`` frames, on CUDA when available.
+    One batched forward pass per ``batch_size`` frames, on CUDA when available. ``layer``: the
+    head's ``HeadModelLayer`` on ``device``, built once by a caller that poses a few frames at a time.
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, not {space!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    layer = HeadModelLayer(head, device=device)
+    layer = layer if layer is not None else HeadModelLayer(head, device=device)
     positions = np.arange(len(rec)) if positions is None else np.asarray(positions)
 
     def tensor(arr, idx):

@@ -7,6 +7,11 @@ camera, ``frames_on_demand = True``) is read only when the tracker has taken the
 so no frame is rendered or detected just to be dropped. The same engine drives ``flamecam track``
 and the GUI worker, which passes a ``stop`` event to abort. Each frame yields one :class:`FrameResult`.
 
+With a ``transport`` (``core.transport``; the app, on a video file or image folder) the landmark
+thread reads the file as the transport says: at the file's frame rate (latest wins while playing
+so) or as fast as the tracker goes, paused, stepped or seeking. Frames read before the latest seek
+are dropped, and the tracker restarts the pose at a cut (``Tracker.reset_pose``).
+
 ``with_mesh=True`` (the GUI) also poses the full head mesh in camera space in the engine's thread,
 so a viewer draws it with the frame's intrinsics and never touches torch; :class:`ModelInfo`
 carries the per-model constants (triangles, vertex colours) once.
@@ -70,6 +75,7 @@ class FrameResult:
     # with ``track.intrinsics``. Only with ``TrackingPipeline(with_mesh=True)``; None without a pose.
     mesh_vertices_cam: np.ndarray | None = None
     mesh_ms: float = 0.0  # time spent posing the mesh (part of latency_ms)
+    cut: bool = False  # reached by a jump (a seek): the pose was initialised afresh
 
     @property
     def num_faces(self) -> int:
@@ -121,6 +127,8 @@ class TrackingPipeline:
         self._taken = threading.Event()  # the consumer took an item (on-demand live sources wait for it)
         self._taken.set()
         self._mesh_layer = None  # HeadModelLayer of the full mesh, built on first use (float32)
+        self.transport = None  # core.transport.Transport: play a seekable source as it says (the app)
+        self.on_idle: Callable[[], None] | None = None  # with a transport: called ~10x/s while no frame comes
 
     @property
     def model_info(self) -> ModelInfo:
@@ -167,16 +175,24 @@ class TrackingPipeline:
         # in another process) is read only once the tracker has taken the previous item: the frame is
         # then the newest one, and no frame is produced or detected only to be dropped.
         on_demand = self.source.is_live and getattr(self.source, "frames_on_demand", False)
+        transport = self.transport
         try:
-            frames = self._frames()
+            if transport is None:
+                frames = ((frame, 0, False) for frame in self._frames())
+            else:
+                from core.transport import PlaybackReader  # noqa: PLC0415
+
+                frames = iter(PlaybackReader(self.source, transport, self.stop))
             while True:
                 if on_demand and not self._wait_until_taken(out):
                     return
-                frame = next(frames, None)
+                frame, generation, cut = next(frames, (None, 0, False))
                 if frame is None:
                     return
-                item = self._detect(landmarker, frame)
-                if self.source.is_live:
+                if transport is not None and not transport.is_current(generation):
+                    continue  # a newer seek came while it was read
+                item = (*self._detect(landmarker, frame), generation, cut)
+                if self.source.is_live or (transport is not None and transport.drops_frames):
                     while True:  # latest wins: replace a result the tracker has not taken yet
                         try:
                             out.put_nowait(item)
@@ -223,16 +239,24 @@ class TrackingPipeline:
         start = self._started_at = time.perf_counter()
         with FaceLandmarker(self.landmarker_options) as landmarker:
             if self.pipelined:
-                items: queue.Queue = queue.Queue(maxsize=1)
+                # A file played at its own rate keeps one frame of slack: a tracker step that runs
+                # long once (a refinement unit, a busy GUI) then costs no frame; latest wins beyond.
+                items: queue.Queue = queue.Queue(maxsize=2 if self.transport is not None else 1)
                 thread = threading.Thread(target=self._producer, args=(items, landmarker), name="flamecam-landmarks",
                                           daemon=True)
                 thread.start()
                 try:
                     while True:
-                        item = items.get()
+                        try:
+                            item = items.get(timeout=0.1 if self.on_idle is not None else None)
+                        except queue.Empty:
+                            self.on_idle()
+                            continue
                         self._taken.set()
                         if item is _END:
                             break
+                        if self.transport is not None and not self.transport.is_current(item[4]):
+                            continue  # read before the latest seek
                         yield self._track(*item)
                 finally:
                     self.stop.set()
@@ -252,8 +276,11 @@ class TrackingPipeline:
         if self.error is not None:
             raise self.error
 
-    def _track(self, frame: Frame, lm: LandmarkResult, landmarks_ms: float, read_at: float) -> FrameResult:
+    def _track(self, frame: Frame, lm: LandmarkResult, landmarks_ms: float, read_at: float, generation: int = 0,
+               cut: bool = False) -> FrameResult:
         t0 = time.perf_counter()
+        if cut:
+            self.tracker.reset_pose()
         warnings = []
         if lm.num_faces > 1:
             warnings.append(f"{lm.num_faces} faces in view; tracking the {self.landmarker_options.select} one")
@@ -281,4 +308,4 @@ class TrackingPipeline:
         s.latency_ms.append(latency_ms)
         s.wall_s = time.perf_counter() - self._started_at  # kept current: an interrupted run never reaches the end
         return FrameResult(frame, lm, track, landmarks_ms, tracker_ms, latency_ms, tuple(warnings),
-                           mesh_vertices_cam=mesh, mesh_ms=mesh_ms)
+                           mesh_vertices_cam=mesh, mesh_ms=mesh_ms, cut=cut)

@@ -7,11 +7,17 @@ also carry their exact ground truth). ``open_source(spec)`` parses the user's ``
 * ``webcam`` / ``webcam:1`` / ``0`` (camera index, OpenCV, buffer size 1)
 * a video file path (OpenCV video I/O)
 * a folder of images (sorted by natural order; EXIF orientation is ignored on purpose)
+
+Files and folders are *seekable* (``seekable``): :meth:`FrameSource.seek` makes frame ``index`` the
+next one read, exactly (frame ``i`` is the ``i``-th frame of a sequential read; see
+:class:`VideoFileSource` for how that is checked), and iteration continues from there, so the
+app's transport (``core.transport``) can play, pause, step and scrub a file.
 """
 from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -46,9 +52,14 @@ class FrameSource:
     fps: float | None = None
     size: tuple[int, int] = (0, 0)  # (width, height), known after opening
     num_frames: int | None = None  # None when unknown or endless
+    seekable: bool = False  # seek(index) works (files and folders)
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
+
+    def seek(self, index: int) -> None:
+        """Make frame ``index`` the next one read (seekable sources only)."""
+        raise SourceError(f"{self.name}: a live source cannot seek")
 
     def close(self) -> None:
         pass
@@ -76,7 +87,11 @@ def _natural_key(path: Path):
 
 
 class ImageFolderSource(FrameSource):
-    """Images of a folder in natural order (or one image file); timestamps at ``fps`` (default 30)."""
+    """Images of a folder in natural order (or one image file); timestamps at ``fps`` (default 30).
+
+    Seekable: :meth:`seek` sets the next image; iteration reads on from the current position."""
+
+    seekable = True
 
     def __init__(self, folder: str | Path, fps: float = 30.0):
         folder = Path(folder)
@@ -89,6 +104,7 @@ class ImageFolderSource(FrameSource):
         self.name, self.fps, self.num_frames = str(folder), fps, len(self.paths)
         first = self._read(self.paths[0])
         self.size = (first.shape[1], first.shape[0])
+        self.position = 0  # index of the next frame read
 
     @staticmethod
     def _read(path: Path) -> np.ndarray:
@@ -100,18 +116,47 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"{path}: not a readable image")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
+    def read(self) -> Frame | None:
+        """The frame at :attr:`position` (then advance), None after the last."""
+        i = self.position
+        if i >= len(self.paths):
+            return None
+        self.position += 1
+        path = self.paths[i]
+        rgb = self._read(path)
+        if (rgb.shape[1], rgb.shape[0]) != tuple(self.size):
+            # The tracker's camera is the first image's; another size would be tracked in the wrong pixels.
+            raise SourceError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, but the sequence started at "
+                              f"{self.size[0]}x{self.size[1]}; every image of a sequence must have one size")
+        return Frame(i, i / self.fps, rgb, name=path.name)
+
+    def seek(self, index: int) -> None:
+        self.position = min(max(0, int(index)), len(self.paths))
+
+    def skip(self, count: int) -> None:
+        """Pass over ``count`` frames without reading them."""
+        self.seek(self.position + max(0, int(count)))
+
     def __iter__(self) -> Iterator[Frame]:
-        for i, path in enumerate(self.paths):
-            rgb = self._read(path)
-            if (rgb.shape[1], rgb.shape[0]) != tuple(self.size):
-                # The tracker's camera is the first image's; another size would be tracked in the wrong pixels.
-                raise SourceError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, but the sequence started at "
-                                  f"{self.size[0]}x{self.size[1]}; every image of a sequence must have one size")
-            yield Frame(i, i / self.fps, rgb, name=path.name)
+        while (frame := self.read()) is not None:
+            yield frame
 
 
 class VideoFileSource(FrameSource):
-    """A video file through OpenCV; timestamps from the container when it has them."""
+    """A video file through OpenCV; timestamps from the container when it has them.
+
+    Seekable, exactly: frame ``i`` is always the ``i``-th frame a sequential read delivers.
+    ``CAP_PROP_POS_FRAMES`` is OpenCV's frame number derived from each frame's timestamp; it is
+    checked against the count of frames read after every read, and a seek through it is checked
+    the same way after the frame is read. Where the two disagree (irregular timestamps) a seek
+    decodes on from a position known to be right instead: the current one when the target lies
+    ahead, else the start. Short jumps ahead are decoded on (``grab``) rather than seeking (OpenCV's
+    seek decodes from the keyframe before the target). With :meth:`keep_recent` the most recently
+    read frames are kept, so stepping back costs nothing (the app's playback; off by default).
+    """
+
+    seekable = True
+    GRAB_AHEAD_MAX = 24  # frames: decoding on is cheaper than a seek back to a keyframe and forward
 
     def __init__(self, path: str | Path):
         import cv2  # noqa: PLC0415
@@ -133,19 +178,100 @@ class VideoFileSource(FrameSource):
         self.num_frames = count if count > 0 else None
         self.size = (first.shape[1], first.shape[0])
         self.name = str(self.path)
+        self.position = 0  # index of the next frame read
+        self._cap_next = 0  # index of the frame the capture decodes next
+        self._numbering_trusted = True  # OpenCV's POS_FRAMES has matched the frames counted so far
+        self._counted_from_start = True  # the capture's position was reached by reading on from frame 0
+        self._cache: "OrderedDict[int, Frame]" = OrderedDict()
+        self._cache_max = 0
+        self._frame_bytes = first.nbytes
+        self.seeks = {"capture": 0, "grabbed": 0, "fallback": 0}  # how the capture was repositioned
 
-    def __iter__(self) -> Iterator[Frame]:
+    def keep_recent(self, megabytes: float) -> None:
+        """Keep up to ``megabytes`` of the most recently read frames for re-reading them without
+        decoding (0: none). Their images are shared: callers must not write into them."""
+        self._cache_max = int(megabytes * 1e6 // max(1, self._frame_bytes))
+        while len(self._cache) > self._cache_max:
+            self._cache.popitem(last=False)
+
+    def read(self) -> Frame | None:
+        """The frame at :attr:`position` (then advance), None after the last."""
+        index = self.position
+        frame = self._cache.get(index)
+        if frame is not None:
+            self._cache.move_to_end(index)
+        else:
+            frame = self._decode(index)
+            if frame is None:
+                return None
+        self.position = index + 1
+        return frame
+
+    def seek(self, index: int) -> None:
+        index = max(0, int(index))
+        if self.num_frames is not None:
+            index = min(index, self.num_frames)
+        self.position = index
+
+    def skip(self, count: int) -> None:
+        """Pass over ``count`` frames (decoded, not converted: cheaper than reading them)."""
+        self.seek(self.position + max(0, int(count)))
+
+    def _decode(self, index: int) -> Frame | None:
         import cv2  # noqa: PLC0415
 
-        index = 0
-        while True:
-            ok, bgr = self._cap.read()
-            if not ok:
-                return
-            pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-            ts = pos_ms / 1000.0 if pos_ms and pos_ms > 0 else index / self.fps
-            yield Frame(index, ts, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            index += 1
+        if index != self._cap_next:
+            self._position_capture(index)
+        ok, bgr = self._cap.read()
+        if not ok:
+            return None
+        self._cap_next = index + 1
+        if self._numbering_trusted and int(round(self._cap.get(cv2.CAP_PROP_POS_FRAMES))) != index + 1:
+            # OpenCV's frame number disagrees with the count: irregular timestamps. Seek by counting
+            # from now on; if OpenCV's numbering placed the capture, this frame may be the wrong one.
+            self._numbering_trusted = False
+            self._cache.clear()
+            if not self._counted_from_start:
+                self._position_capture(index)
+                return self._decode(index)
+        pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        ts = pos_ms / 1000.0 if pos_ms and pos_ms > 0 else index / self.fps
+        frame = Frame(index, ts, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        if self._cache_max:
+            self._cache[index] = frame
+            while len(self._cache) > self._cache_max:
+                self._cache.popitem(last=False)
+        return frame
+
+    def _position_capture(self, index: int) -> None:
+        """Make ``index`` the capture's next frame, exactly (see the class docstring)."""
+        import cv2  # noqa: PLC0415
+
+        ahead = index - self._cap_next
+        if 0 < ahead and (ahead <= self.GRAB_AHEAD_MAX or not self._numbering_trusted):
+            self.seeks["grabbed"] += 1
+            self._grab(ahead)
+        elif self._numbering_trusted:
+            self.seeks["capture"] += 1
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+            self._cap_next = index  # checked after the read: POS_FRAMES must then be index + 1
+            self._counted_from_start = False
+        else:
+            self.seeks["fallback"] += 1  # back to the start and decode on: slow, but exact
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._cap_next = 0
+            self._counted_from_start = True
+            self._grab(index)
+
+    def _grab(self, count: int) -> None:
+        for _ in range(count):
+            if not self._cap.grab():
+                break
+            self._cap_next += 1
+
+    def __iter__(self) -> Iterator[Frame]:
+        while (frame := self.read()) is not None:
+            yield frame
 
     def close(self) -> None:
         self._cap.release()

@@ -205,7 +205,8 @@ def test_stop_while_starting_ends_quickly(qtbot, run_worker):
 
 
 class _CountingSource(FrameSource):
-    """A live source that makes a frame when read (like the simulated camera) and counts reads."""
+    """A live source that makes a frame when read (like the simulated camera) and counts reads;
+    ``read_made`` is notified on every read."""
 
     is_live = True
 
@@ -218,20 +219,41 @@ class _CountingSource(FrameSource):
         self.frames_on_demand = on_demand
         self.size, self.fps, self.name, self.total = (640, 480), 30.0, "counting", frames
         self.reads = 0
+        self.read_made = threading.Condition()
 
     def __iter__(self):
+        from core.sources import Frame
+
         for i in range(self.total):
-            self.reads += 1
-            yield __import__("core.sources", fromlist=["Frame"]).Frame(i, i / 30.0, self.rgb)
+            with self.read_made:
+                self.reads += 1
+                self.read_made.notify_all()
+            yield Frame(i, i / 30.0, self.rgb)
 
 
-class _SlowTracker:
-    """Stands in for the tracker: 60 ms per frame."""
+class _BusyTracker:
+    """Stands in for the tracker: each step lasts until the source has been read ``reads_per_step``
+    more times, or ``patience_s`` went by without that (a source that is not read while the tracker
+    is busy), or the run is stopping. The steps' lengths thus follow the source, not the machine's
+    speed. ``reads_during_steps``: reads made during each step before the stop."""
+
+    def __init__(self, source: _CountingSource, reads_per_step: int = 3, patience_s: float = 0.3):
+        self.source, self.reads_per_step, self.patience_s = source, reads_per_step, patience_s
+        self.stop = threading.Event()
+        self.reads_during_steps: list[int] = []
 
     def step(self, landmarks, timestamp_s, frame_index, prior=None, presence=None):
         import time
 
-        time.sleep(0.06)
+        source = self.source
+        deadline = time.monotonic() + self.patience_s
+        with source.read_made:
+            before = source.reads
+            while (source.reads < before + self.reads_per_step and not self.stop.is_set()
+                   and time.monotonic() < deadline):
+                source.read_made.wait(0.05)
+            if not self.stop.is_set():
+                self.reads_during_steps.append(source.reads - before)
         return type("Track", (), {"frame_index": frame_index, "tracking_state": "tracking"})()
 
 
@@ -240,19 +262,29 @@ def test_pipeline_reads_on_demand_sources_only_when_the_tracker_is_ready(on_dema
     from core.pipeline import TrackingPipeline
 
     source = _CountingSource(on_demand)
-    pipeline = TrackingPipeline(source, _SlowTracker())
+    # On demand, no read may come while the tracker works, so each step waits 0.3 s in vain; a
+    # streaming camera is read on, so the steps end as soon as three more frames were read.
+    tracker = _BusyTracker(source, patience_s=0.3 if on_demand else 60.0)
+    pipeline = TrackingPipeline(source, tracker)
+    tracker.stop = pipeline.stop
     results = []
     for result in pipeline.run():
         results.append(result)
         if len(results) == 15:
             pipeline.stop.set()
+    assert len(results) >= 15  # items already queued when stop was set are still yielded
     if on_demand:
-        # one frame in flight: each frame read is tracked (none made or detected just to be dropped)
+        # one frame in flight: each frame read is tracked (none made or detected just to be dropped),
+        # however long the tracker takes: at most the next frame is read while it works
+        assert max(tracker.reads_during_steps) <= 1
         assert source.reads <= len(results) + 2 and pipeline.stats.dropped == 0
         indices = [r.frame.index for r in results]
         assert indices == sorted(indices)
     else:  # a streaming camera keeps being read; the newest detection replaces older ones
+        assert min(tracker.reads_during_steps) >= tracker.reads_per_step
         assert source.reads > len(results) + 2 and pipeline.stats.dropped > 0
+        indices = [r.frame.index for r in results[:15]]
+        assert all(b - a >= 2 for a, b in zip(indices[1:], indices[2:]))  # frames were skipped, not queued
 
 
 def test_process_source_serves_the_newest_frame_and_cleans_up():
@@ -265,10 +297,16 @@ def test_process_source_serves_the_newest_frame_and_cleans_up():
         assert source.is_live and source.frames_on_demand and source.size == (640, 480)
         frames = iter(source)
         first = next(frames)
+        received = time.monotonic()
         assert first.index == 0 and first.rgb.shape == (480, 640, 3) and first.truth is not None
-        time.sleep(0.5)  # a slow reader: the next frame is the one of now, not the next in line
+        # A slow reader: the next frame is the one of now, not the next in line. The child's clock
+        # starts when it has sent frame 0, before it arrived here, so at least the time measured here
+        # has passed on it (no assumption about how fast anything runs).
+        threading.Event().wait(0.5)
+        asked = time.monotonic()
         later = next(frames)
-        assert later.index >= 10 and later.timestamp_s == pytest.approx(later.index / 30)
+        assert later.index >= max(2, int((asked - received) * 30)), (later.index, asked - received)
+        assert later.timestamp_s == pytest.approx(later.index / 30)
         assert not np.array_equal(first.rgb, later.rgb)
     finally:
         source.close()

@@ -38,6 +38,7 @@ from ui.overlay_view import OverlayView
 from ui.panels import CameraPanel, ModelPanel, OverlayPanel, RecordPanel, SourcePanel
 from ui.plots import LivePlots
 from ui.stream_panel import StreamPanel
+from ui.timeline import TimelineBar, add_playback_menu, shortcuts_html
 
 BANNER_STYLES = {
     "info": "background:#1f3a5f; color:#e8f0fe; border-radius:4px;",
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
     exportFileRequested = Signal()  # pick any recording to export
     refreshWebcamsRequested = Signal()
     modeChanged = Signal(str)  # "track" | "calibrate": the user switched tabs
+    takeOpenRequested = Signal(str)  # a recording (.fcrec) to open and review
     aboutToClose = Signal()  # emitted synchronously from closeEvent: stop threads here
 
     def __init__(self, settings: QSettings | None = None, parent=None):
@@ -110,7 +112,15 @@ class MainWindow(QMainWindow):
         self.calibration_page = CalibrationPage()
         self.mode_tabs = QTabWidget()
         self.mode_tabs.setDocumentMode(True)
-        self.mode_tabs.addTab(self.stack, "Track")
+        self.timeline = TimelineBar()  # files and takes: transport and timeline under the video
+        self.timeline.hide()
+        track_page = QWidget()
+        track_layout = QVBoxLayout(track_page)
+        track_layout.setContentsMargins(0, 0, 0, 0)
+        track_layout.setSpacing(0)
+        track_layout.addWidget(self.stack, 1)
+        track_layout.addWidget(self.timeline)
+        self.mode_tabs.addTab(track_page, "Track")
         calibration_scroll = QScrollArea()  # its wrapped texts must not set the window's minimum height
         calibration_scroll.setWidget(self.calibration_page)
         calibration_scroll.setWidgetResizable(True)
@@ -218,6 +228,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction("Open &video file…", self._open_video, QKeySequence.StandardKey.Open)
         file_menu.addAction("Open image &folder…", self._open_folder)
+        file_menu.addAction("Open &take…", self._open_take, QKeySequence("Ctrl+Shift+O"))
         file_menu.addSeparator()
         file_menu.addAction("&Export a recording…", self.exportFileRequested.emit)
         file_menu.addSeparator()
@@ -232,6 +243,7 @@ class MainWindow(QMainWindow):
         track_menu.addAction(self.record_action)
         track_menu.addSeparator()
         track_menu.addAction("&Calibrate camera…", lambda: self.set_mode("calibrate"), QKeySequence("Ctrl+K"))
+        self.playback_actions = add_playback_menu(self)
         view_menu = self.menuBar().addMenu("&View")
         for dock in (self.session_dock, self.overlay_dock, self.record_dock, self.plots_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -241,6 +253,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(pause)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("About head &models", self._about_models)
+        help_menu.addAction("&Keyboard shortcuts", lambda: self.show_message(shortcuts_html(self.menuBar()), "info"))
 
     # -- user actions --------------------------------------------------------------------------------
 
@@ -249,6 +262,14 @@ class MainWindow(QMainWindow):
 
     def _open_folder(self) -> None:
         self.source_panel.browse_folder()
+
+    def _open_take(self) -> None:
+        from PySide6.QtWidgets import QFileDialog  # noqa: PLC0415
+
+        path, _ = QFileDialog.getOpenFileName(self, "Open a take", self.record_panel.folder(),
+                                              "flamecam recordings (*.fcrec)")
+        if path:
+            self.takeOpenRequested.emit(path)
 
     def _about_models(self) -> None:
         from ui.panels import MODEL_HELP  # noqa: PLC0415
@@ -269,9 +290,12 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def drop_path(self, path: str) -> None:
-        """A dropped video file or image folder becomes the source."""
+        """A dropped video file or image folder becomes the source; a dropped take (.fcrec) opens."""
         if not Path(path).exists():
             self.show_message(f"{path} does not exist", "error")
+            return
+        if Path(path).suffix.lower() == ".fcrec":
+            self.takeOpenRequested.emit(path)
             return
         self.source_panel.set_spec(path)
         self.sessionChanged.emit()

@@ -176,11 +176,20 @@ class LivePlots(QWidget):
         self.pause_box.setChecked(paused)
 
     def add_sample(self, t_s: float, focal_px: float, focal_sigma_px: float, focal_state: str, rho_per_m: float,
-                   fps: float, latency_ms: float) -> None:
+                   fps: float, latency_ms: float, frame_index: int | None = None) -> None:
+        """One result. ``frame_index``: where a file's series (``ui.frame_series``) stores it."""
         code = FOCAL_STATES.index(focal_state) if focal_state in FOCAL_STATES else math.nan
+        extra = {} if frame_index is None else {"frame_index": frame_index}
         self.series.append(t_s=t_s, focal_px=focal_px, focal_sigma_px=focal_sigma_px, focal_state=code,
-                           rho_per_m=rho_per_m, fps=fps, latency_ms=latency_ms)
+                           rho_per_m=rho_per_m, fps=fps, latency_ms=latency_ms, **extra)
         self._last_state = focal_state
+        self._dirty = True
+
+    def use_series(self, series=None) -> None:
+        """Draw ``series`` (e.g. a file's ``ui.frame_series.FrameSeries``); None: the rolling one again."""
+        if isinstance(self.series, RollingSeries):
+            self._rolling = self.series  # back in use for the next camera
+        self.series = series if series is not None else self._rolling
         self._dirty = True
 
     def clear(self) -> None:
@@ -229,7 +238,10 @@ class LivePlots(QWidget):
         finite_latency = d["latency_ms"][np.isfinite(d["latency_ms"])]
         if finite_latency.size:
             self.latency_box.setYRange(0.0, float(finite_latency.max()) * 1.1 + 1.0, padding=0)
-        self._update_label(focal[-1], sig[-1], int(state[-1]) if np.isfinite(state[-1]) else -1, d["rho_per_m"][-1])
+        # The readout is the newest sample (a file's series: the frame shown, which need not be the last).
+        now = {name: self.series.last(name) for name in ("focal_px", "focal_sigma_px", "focal_state", "rho_per_m")}
+        self._update_label(now["focal_px"], np.nan_to_num(now["focal_sigma_px"]),
+                           int(now["focal_state"]) if np.isfinite(now["focal_state"]) else -1, now["rho_per_m"])
         self.redraws += 1
         return True
 

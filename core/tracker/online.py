@@ -110,6 +110,17 @@ class Tracker:
         """Use a new focal prior (see :meth:`SharedEstimator.set_prior`)."""
         self.shared.set_prior(prior)
 
+    def reset_pose(self) -> None:
+        """Start the per-frame pose afresh at the next frame (a cut in the footage, e.g. a seek in a
+        file): it is initialised again (from its prior, else PnP) and the output smoothing restarts,
+        while identity and focal length, estimates shared by the whole footage, are kept."""
+        self.state = None
+        self.last_seen_s = None
+        self._last_result = None  # a frame without a face after the cut shows no old pose
+        self._lost_since_fit = False
+        for f in self._filters.values():
+            f.reset()
+
     def _rescale_live_state(self, ratio: float) -> None:
         if self.state is not None:
             self.problem.rescale_for_focal(self.state, ratio)
