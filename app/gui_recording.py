@@ -120,9 +120,12 @@ class RecordingControl(QObject):
         if not recording:
             return
         rec = Path(recording)
-        if fmt == "npz":
-            target, _ = QFileDialog.getSaveFileName(self.window, "Export arrays", str(rec.with_suffix(".npz")),
-                                                    "NumPy arrays (*.npz)")
+        files = {"npz": ("Export arrays", ".npz", "NumPy arrays (*.npz)"),
+                 "gltf": ("Export a glTF take", ".glb", "glTF binary (*.glb);;glTF (*.gltf)"),
+                 "flame-npz": ("Export FLAME parameters", "_flame.npz", "smplx FLAME arrays (*.npz)")}
+        if fmt in files:
+            title, suffix, filters = files[fmt]
+            target, _ = QFileDialog.getSaveFileName(self.window, title, str(rec.with_name(rec.stem + suffix)), filters)
         else:
             parent = QFileDialog.getExistingDirectory(self.window, f"Folder for the {fmt.upper()} meshes",
                                                       str(rec.parent))

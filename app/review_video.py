@@ -26,21 +26,16 @@ class RecordingMismatchError(ValueError):
 def check_source_matches(rec, source) -> int:
     """Raise :class:`RecordingMismatchError` when ``source`` cannot be the take's video; returns the
     number of frames the review covers (through the recording's last frame)."""
-    width, height = source.size
-    meta = rec.meta
-    if (width, height) != (meta.image_width, meta.image_height):
-        raise RecordingMismatchError(
-            f"{source.name} is {width}x{height} but {rec.path.name} was recorded at {meta.image_width}x"
-            f"{meta.image_height}; pass the video the take was tracked from")
-    needed = int(rec.frame_index.max()) + 1
+    from core.review import take_frame_count, video_mismatch  # noqa: PLC0415  (the app's take player checks the same)
+
     if source.num_frames is None:
         raise RecordingMismatchError(f"{source.name} has no known length; pass the video file or image folder "
                                      f"{rec.path.name} was tracked from")
-    if source.num_frames < needed:
-        raise RecordingMismatchError(
-            f"{source.name} has {source.num_frames} frames but {rec.path.name} holds frames up to {needed - 1}; "
-            "pass the video the take was tracked from")
-    return needed
+    problem = video_mismatch(rec, source.size, source.num_frames)
+    if problem is not None:
+        raise RecordingMismatchError(f"{source.name} is not the video of {rec.path.name}: {problem}; pass the "
+                                     "video the take was tracked from")
+    return take_frame_count(rec)
 
 
 def status_text(rec, position: int | None) -> list[str]:

@@ -117,7 +117,7 @@ def test_review_refuses_a_video_that_does_not_match(take, tmp_path, capsys):
     out = tmp_path / "r.avi"
     assert main(["render", "--source", str(small), "--recording", str(rec_path), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"is {W // 2}x{H // 2} but" in err and f"recorded at {W}x{H}" in err and err.count("\n") == 1
+    assert f"frames are {W // 2}×{H // 2} but the take was tracked on {W}×{H}" in err and err.count("\n") == 1
     short = tmp_path / "short"
     short.mkdir()
     for p in sorted(folder.glob("*.png"))[:3]:

@@ -476,7 +476,7 @@ class RecordPanel(QGroupBox):
     """Record start/stop (button and Ctrl+R), output folder, elapsed time and frames; export afterwards."""
 
     recordToggled = Signal(bool)
-    exportRequested = Signal(str, str)  # recording path, format: obj | ply | npz
+    exportRequested = Signal(str, str)  # recording path, format: obj | ply | npz | gltf | flame-npz
     SHORTCUT = QKeySequence("Ctrl+R")
 
     def __init__(self, parent=None):
@@ -495,10 +495,12 @@ class RecordPanel(QGroupBox):
         self.last_label.setWordWrap(True)
         self.last_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Export the last recording as meshes (OBJ / PLY) or arrays (.npz)")
+        self.export_button.setToolTip("Export the last recording: meshes (OBJ / PLY), arrays (.npz), a glTF take for "
+                                      "Blender, or FLAME parameters for smplx")
         menu = QMenu(self.export_button)
         for fmt, text in (("obj", "OBJ meshes (one per frame)…"), ("ply", "PLY meshes (one per frame)…"),
-                          ("npz", "NumPy arrays (.npz)…")):
+                          ("npz", "NumPy arrays (.npz)…"), ("gltf", "glTF take for Blender (.glb)…"),
+                          ("flame-npz", "FLAME parameters for smplx (.npz)…")):
             menu.addAction(text, lambda f=fmt: self.exportRequested.emit(self.last_path or "", f))
         self.export_button.setMenu(menu)
         self.export_button.setEnabled(False)
