@@ -23,8 +23,10 @@ A. Renders with exact truth (real MediaPipe on 512x512 renders: random backgroun
      per-frame prior too (ICT has no trained regressor).
 
    After ``--frames`` frames: focal |f/f_true - 1|, its reported σ and coverage (|log error| within 1σ
-   and 2σ), ρ = 1/Z error, the identity's absolute scale error (RMS radius of the neutral face region)
-   and the model iris diameter error D(β̂) - D(β_true).
+   and 2σ), ρ = 1/Z error, f/Z error (ρ·f: pixels per metre at the head, what the iris measures), the
+   identity's absolute scale error (RMS radius of the neutral face region) and the model iris
+   diameter error D(β̂) - D(β_true). And how well MediaPipe measures the iris: its diameter in pixels
+   over the truth's (the model's embedded iris points of the true identity, projected).
 
 B. Real clips (``../shared/data/real``, no truth), tracked with ICT as ``flamecam track`` sets the
    tracker up (``core.session.build_session``): the final focal length, horizontal field of view,
@@ -58,6 +60,7 @@ from core.model_io import load_head_model  # noqa: E402
 from core.synthetic import SyntheticOptions, SyntheticSource  # noqa: E402
 from core.tracker import LandmarkModel, Tracker, TrackerOptions  # noqa: E402
 from core.tracker.iris import IRIS_DIAMETER_M, IRIS_DIAMETER_SIGMA_M, IrisRuler  # noqa: E402
+from core.tracker.landmark_model import IRIS_IDS  # noqa: E402
 
 CASES = ((0.7, 0.25), (1.2, 0.45), (2.0, 0.6), (3.0, 1.0))  # (f / image width, distance m)
 SIZE = 512
@@ -166,6 +169,27 @@ def render_sequence(model_arg: str, head, case, seed: int, frames: int, populati
     return opts, det, truths
 
 
+def iris_seen_over_true(ruler: IrisRuler, lmodel: LandmarkModel, det: dict, truths) -> np.ndarray:
+    """Per frame with a face: MediaPipe's iris diameter in pixels over the true one (the model's 10
+    embedded iris points of the truth, projected), both by :func:`iris_diameter_m` on the 2D points. (T',)"""
+    from core import camera  # noqa: PLC0415
+    from core.tracker.iris import iris_diameter_m, iris_rows  # noqa: PLC0415
+
+    rows = torch.as_tensor(iris_rows(lmodel.ids))
+    out = []
+    for pts, truth in zip(det["landmarks"], truths):
+        if not np.isfinite(pts).all():
+            continue
+        shape = torch.as_tensor(truth.shape, dtype=torch.float64)
+        model_pts = lmodel.points(shape[None], torch.as_tensor(truth.expr, dtype=torch.float64)[None])[0, rows]
+        cam = camera.model_to_camera(model_pts, torch.as_tensor(truth.translation, dtype=torch.float64),
+                                     torch.as_tensor(truth.rotation, dtype=torch.float64))
+        true_px = iris_diameter_m(camera.project_perspective(cam, torch.as_tensor(truth.intrinsics, dtype=torch.float64)))
+        seen_px = iris_diameter_m(torch.as_tensor(pts[IRIS_IDS], dtype=torch.float64))
+        out.append(float(seen_px / true_px))
+    return np.array(out)
+
+
 def evaluate(head, ruler, results, truths, opts) -> dict:
     last, truth = results[-1], truths[-1]
     f_true = opts.focal_px()
@@ -207,6 +231,7 @@ def render_rows(args, models: dict) -> tuple[list[dict], list[dict]]:
             for seed in range(args.seeds):
                 opts, det, truths = render_sequence(model_arg, head, case, seed, args.frames, population, ruler)
                 results = landmark_results(det, (SIZE, SIZE), opts.fps)
+                seen = iris_seen_over_true(ruler, lmodel, det, truths) if ruler is not None else np.array([])
                 for prior_name in (("none", "regressor") if regressor is not None else ("none",)):
                     for arm in ARMS:
                         topts = TrackerOptions(iris_ruler=arm == "on", frame_budget_ms=args.budget_ms)
@@ -216,7 +241,9 @@ def render_rows(args, models: dict) -> tuple[list[dict], list[dict]]:
                         row = evaluate(head, ruler, res, truths, opts)
                         row.update(model=label, population=population, prior=prior_name, arm=arm, f_rel=case[0],
                                    distance_m=case[1], seed=seed,
-                                   detected=float(np.isfinite(det["landmarks"]).all((1, 2)).mean()))
+                                   detected=float(np.isfinite(det["landmarks"]).all((1, 2)).mean()),
+                                   iris_seen_ratio=float(np.median(seen)) if len(seen) else float("nan"),
+                                   iris_seen_ratio_sd=float(np.std(seen)) if len(seen) else float("nan"))
                         runs.append(row)
                 print(f"  {label} {population} f/W={case[0]} d={case[1]} m seed {seed} "
                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
@@ -253,6 +280,17 @@ def print_render_tables(runs: list[dict], summary: list[dict], frames: int) -> l
           f"{r['cover_1s']:.0%}", f"{r['cover_2s']:.0%}", r["rho_err_pct"], r["signed_rho_pct"], r["px_per_m_err_pct"],
           r["scale_err_pct"],
           r["signed_scale_pct"], r["iris_err_mm"], r["fit_px"]] for r in summary])]
+    # How well MediaPipe measures the iris: its diameter in pixels over the true one.
+    seqs = {}
+    for r in runs:
+        if r["arm"] == "off" and r["prior"] == "none" and math.isfinite(r["iris_seen_ratio"]):
+            seqs.setdefault((r["model"], r["population"]), []).append(r)
+    tables.append(_common.print_table(
+        "A. MediaPipe's iris diameter (px) over the truth's (projected model iris points), per sequence",
+        ["model", "population", "sequences", "median ratio", "spread of medians", "frame-to-frame sd"],
+        [[m, p, len(rs), float(np.median([r["iris_seen_ratio"] for r in rs])),
+          float(np.std([r["iris_seen_ratio"] for r in rs])), float(np.median([r["iris_seen_ratio_sd"] for r in rs]))]
+         for (m, p), rs in seqs.items()], digits=3))
     # Per case: the two arms' errors next to each other (median over seeds).
     groups: dict = {}
     for r in runs:

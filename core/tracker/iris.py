@@ -14,6 +14,13 @@ identity, ``(D(β) - 11.7 mm) / 0.5 mm``. The focal length is (to first order) u
 scale: scaling the face and its distance together leaves every projection, and f, as they are.
 A model whose identity does not change the iris (the built-in: a fixed 5.9 mm radius) gets a
 constant row: no effect on the fit.
+
+Off by default (``TrackerOptions.iris_ruler``), measured with ``benchmarks/iris_ruler.py``: on ICT
+renders through MediaPipe it changed neither the focal length nor its coverage and did not reduce
+the size or ρ error. Two reasons: MediaPipe's iris diameter follows the true iris only about half
+(it moves with the face's size: a face 9 % larger reads a human iris 11-18 % larger), and ICT's
+identity prior already holds a pure change of size to ±2-3 %, stiffer than the iris's ±4.3 %.
+On exact landmarks the term does what it should (a 10 % larger person: size error -9.4 % -> -7.9 %).
 """
 from __future__ import annotations
 
