@@ -233,7 +233,7 @@ class SharedEstimator:
                 normals.append(ne)
                 yield
             if n_shape:
-                prior_h, prior_g, prior_cost = self.identity_prior(self.shape)
+                prior_h, prior_g, _ = self.identity_prior(self.shape)
                 s_mat[:n_shape, :n_shape] += prior_h
                 s_grad[:n_shape] += prior_g
             d_focal = torch.zeros(1 if "focal" in names else 0, **self.kw)
