@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from core.tracker.iris import IrisRuler
 from core.tracker.residuals import FrameProblem, FrameState, Observation
 from core.tracker.types import FocalPrior
 
@@ -78,6 +79,9 @@ class SharedEstimator:
         self._recent_fits: deque[float] = deque(maxlen=30)
         self._job: Iterator | None = None  # a running joint refinement, advanced a unit at a time
         self._data_weighed = False  # the landmark data have entered the focal posterior
+        # The iris diameter as a prior on the identity's absolute size (core.tracker.iris).
+        self.iris = (IrisRuler(problem.model) if self.options.iris_ruler and IrisRuler.available(problem.model)
+                     else None)
 
     # -- focal length --------------------------------------------------------------------------
 
@@ -229,8 +233,9 @@ class SharedEstimator:
                 normals.append(ne)
                 yield
             if n_shape:
-                s_mat[:n_shape, :n_shape] += eye(n_shape)  # identity prior N(0, 1)
-                s_grad[:n_shape] += self.shape
+                prior_h, prior_g, _ = self.identity_prior(self.shape)
+                s_mat[:n_shape, :n_shape] += prior_h
+                s_grad[:n_shape] += prior_g
             d_focal = torch.zeros(1 if "focal" in names else 0, **self.kw)
             if "focal" in names:
                 d_focal = self._focal_step(s_mat, s_grad, n_shape, frames)
@@ -239,7 +244,7 @@ class SharedEstimator:
                     longest = max(self.width, self.height)  # keep f within [0.2, 50] image sizes
                     psi = psi.clamp(1.0 / (50 * longest), 1.0 / (0.2 * longest))
                     self.set_focal(float(-torch.log(psi)), frames)
-            cost = float((self.shape ** 2).sum()) if n_shape else 0.0
+            cost = self.identity_prior(self.shape)[2] if n_shape else 0.0
             for kf in frames:
                 cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate)
             yield
@@ -247,8 +252,8 @@ class SharedEstimator:
                 continue
             for _attempt in range(4):  # Levenberg-Marquardt on everything: damp until the cost drops
                 # Reduced system for identity with damped keyframe blocks (ψ already moved).
-                a_ss = eye(n_shape)
-                g_s = self.shape.clone()
+                a_ss = prior_h.clone()
+                g_s = prior_g.clone()
                 inverses = []
                 for ne in normals:
                     h_inv = torch.linalg.inv(ne.h_local + lam * torch.diag(ne.h_local.diagonal())
@@ -264,7 +269,7 @@ class SharedEstimator:
                 self.shape = self.shape + d_shape
                 for kf, ne, h_inv in zip(frames, normals, inverses):
                     kf.state = problem.apply(kf.state, -h_inv @ (ne.g_local + ne.h_cross @ d_shared))
-                new_cost = float((self.shape ** 2).sum())
+                new_cost = self.identity_prior(self.shape)[2]
                 for kf in frames:
                     new_cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate)
                 yield
@@ -275,6 +280,15 @@ class SharedEstimator:
                 for kf, st in zip(frames, states):
                     kf.state = st
                 lam *= 10
+
+    def identity_prior(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Gauss-Newton terms of the identity's priors at ``shape`` (S,): Hessian (S, S), gradient (S,)
+        and cost. N(0, 1) per coefficient and, with ``iris_ruler``, the iris diameter row."""
+        hess, grad, cost = torch.eye(len(shape), **self.kw), shape.clone(), float((shape ** 2).sum())
+        if self.iris is not None:
+            r, jac = self.iris.residual(shape)
+            hess, grad, cost = hess + jac.T @ jac, grad + jac.T @ r, cost + float((r ** 2).sum())
+        return hess, grad, cost
 
     def _focal_step(self, s_mat: torch.Tensor, s_grad: torch.Tensor, n_shape: int,
                     frames: list[Keyframe]) -> torch.Tensor:

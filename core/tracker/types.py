@@ -132,6 +132,8 @@ class TrackerOptions:
     smoothing: bool = True  # One-Euro on outputs (parameters per signal in ONE_EURO)
     reinit_after_s: float = 0.5  # re-initialise the pose after losing the face this long
     initial_identity_iterations: int = 8
+    # Prior on the identity's absolute size from the iris diameter (11.7 ± 0.5 mm; core.tracker.iris).
+    iris_ruler: bool = False
     identity_follow_rate: float = 0.15  # fraction of an identity update applied per frame
     keep_history: bool = False  # keep every frame's observation for refine_sequence() (offline --refine)
     device: str = "cpu"
