@@ -231,7 +231,7 @@ class LivePlots(QWidget):
         self.graphics.setMinimumHeight(150)
         self.graphics.ci.setContentsMargins(2, 2, 2, 2)
         self.graphics.ci.setSpacing(6)
-        self.focal_plot = self._plot(0, "focal length", "px")
+        self.focal_plot = self._plot(0, "focal", "px")  # short: the three plots share ~250 px of height
         self.rho_plot = self._plot(1, "ρ", "1/m")
         self.rate_plot = self._plot(2, "fps", "1/s")
         for plot in (self.rho_plot, self.rate_plot):
