@@ -137,6 +137,22 @@ def time_plot_paints(log: list) -> None:
     pg.GraphicsView.paintEvent = timed
 
 
+def time_garbage_collections(log: list) -> None:
+    """Time each of Python's garbage collections (any thread; it stops every thread) into ``log``."""
+    import gc  # noqa: PLC0415
+
+    started: dict[str, float] = {}
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif "t" in started:
+            t0 = started.pop("t")
+            log.append((t0, (time.perf_counter() - t0) * 1000, f"garbage collection (gen {info['generation']})"))
+
+    gc.callbacks.append(callback)
+
+
 def stall_causes(stalls: list[tuple[float, float]], work: list[tuple[float, float, str]]) -> dict[str, int]:
     """{label: how many stalls (start s, end s) the GUI-thread work of that label overlapped}, plus
     "none" for stalls that overlapped no timed work."""
@@ -172,6 +188,7 @@ def run_gui(seconds: float, warmup: float, overlay: str, plots: bool = True) -> 
     if window.view.gl_window is not None:
         timers.append(time_updates(window.view.gl_window, work, "overlay frame"))
     time_plot_paints(work)
+    time_garbage_collections(work)
     out: dict = {"overlay": overlay, "plots": plots}
     ticks: list[float] = []
     arrivals: list[tuple[float, float, int]] = []  # (time, latency_ms, frame index)
@@ -525,7 +542,8 @@ def main() -> None:
         ["run", "fps", "frames shown/s", "latency p50 ms", "latency p95 ms", "CPU %", "skipped %",
          "stalls >50 ms /min", "loop gap p99 ms", "loop gap max ms"], rows, digits=1)]
     work_rows = []
-    for label in ("overlay frame", "window repaint", "plot paint", "plot refresh"):
+    for label in ("overlay frame", "window repaint", "plot paint", "plot refresh", "garbage collection (gen 0)",
+                  "garbage collection (gen 1)", "garbage collection (gen 2)"):
         if label in g["work_ms"]:
             w = g["work_ms"][label]
             work_rows.append([label, g["work_per_s"][label], w["p50"], w["p95"], w["max"],
