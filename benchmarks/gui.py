@@ -10,17 +10,24 @@ frame and ``--warmup`` seconds it measures for ``--seconds``:
 * latency: frame read -> result (the engine's ``latency_ms``);
 * paint: duration of each ``paintGL`` (the overlay's GL calls on the GUI thread), and of each whole
   repaint of the video view (paintGL plus the buffer swap, where a software rasterizer draws);
+* frames shown: distinct tracked frames the overlay painted, per second;
 * event-loop gaps: intervals between ticks of a 5 ms timer; a gap is how long the GUI thread
-  could not react (input, paints); the table counts gaps over 50 ms;
+  could not react (input, paints); stalls are gaps over 50 ms, reported per minute;
+* the GUI thread's work, timed one by one: overlay frames (the GL window's repaints), window
+  repaints (every widget repaint incl. the plots' paint and the flush to the display), the plots'
+  own paint and their data refreshes; and for each stall, which of them overlapped it ("none":
+  the machine's load, the GIL or work not timed here);
 * CPU use of the process and the load average (other work on the machine slows everything).
 
 Side by side in the same run: the headless engine set up exactly as the app sets it up (source
 process, tracker threads, ``with_mesh=True``) without the UI, for the same time, so the UI's cost
-shows as a ratio; and the same
-window idle (no tracking) for a few seconds, whose event-loop gaps show what the machine's load
-alone does to the UI.
+shows as a ratio (``--rounds N`` alternates engine and app N times, so a change in the machine's
+load hits both); and the same window idle (no tracking) for a few seconds, whose event-loop gaps
+show what the machine's load alone does to the UI. ``--no-plots`` hides the plots dock (their cost
+by difference).
 
-    python benchmarks/gui.py [--seconds 20] [--warmup 3] [--overlay shaded|full] [--no-headless] [--json OUT.json]
+    python benchmarks/gui.py [--seconds 20] [--warmup 3] [--overlay shaded|full] [--rounds 1] [--no-plots]
+                             [--no-headless] [--json OUT.json]
 
 ``--playback [VIDEO]`` measures playing a file instead (default VIDEO: a 640x480, 25 fps render of
 the synthetic head, made in a temporary folder): rate adherence at the file's own frame rate
@@ -97,7 +104,67 @@ def run_headless(seconds: float, warmup: float) -> dict:
             "cpu_percent": 100 * (time.process_time() - cpu0) / wall}
 
 
-def run_gui(seconds: float, warmup: float, overlay: str) -> dict:
+def time_updates(target, log: list, label: str):
+    """Time every repaint ``target`` (a QWindow or top-level widget) handles, paint and flush to the
+    display, into ``log`` as (start s, ms, label). Returns the event filter (keep it referenced)."""
+    from PySide6.QtCore import QEvent, QObject  # noqa: PLC0415
+
+    class UpdateTimer(QObject):
+        def eventFilter(self, obj, event) -> bool:  # noqa: N802
+            if obj is target and event.type() == QEvent.Type.UpdateRequest:
+                t0 = time.perf_counter()
+                obj.event(event)  # handled here, timed, and not delivered a second time
+                log.append((t0, (time.perf_counter() - t0) * 1000, label))
+                return True
+            return False
+
+    timer = UpdateTimer()
+    target.installEventFilter(timer)
+    return timer
+
+
+def time_plot_paints(log: list) -> None:
+    """Time each paint of the plots' graphics view (pyqtgraph's GraphicsView.paintEvent) into ``log``."""
+    import pyqtgraph as pg  # noqa: PLC0415
+
+    paint = pg.GraphicsView.paintEvent
+
+    def timed(view, event):
+        t0 = time.perf_counter()
+        paint(view, event)
+        log.append((t0, (time.perf_counter() - t0) * 1000, "plot paint"))
+
+    pg.GraphicsView.paintEvent = timed
+
+
+def time_garbage_collections(log: list) -> None:
+    """Time each of Python's garbage collections (any thread; it stops every thread) into ``log``."""
+    import gc  # noqa: PLC0415
+
+    started: dict[str, float] = {}
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif "t" in started:
+            t0 = started.pop("t")
+            log.append((t0, (time.perf_counter() - t0) * 1000, f"garbage collection (gen {info['generation']})"))
+
+    gc.callbacks.append(callback)
+
+
+def stall_causes(stalls: list[tuple[float, float]], work: list[tuple[float, float, str]]) -> dict[str, int]:
+    """{label: how many stalls (start s, end s) the GUI-thread work of that label overlapped}, plus
+    "none" for stalls that overlapped no timed work."""
+    counts: dict[str, int] = {}
+    for g0, g1 in stalls:
+        labels = {label for t0, ms, label in work if t0 < g1 and t0 + ms / 1000 > g0}
+        for label in labels or {"none"}:
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def run_gui(seconds: float, warmup: float, overlay: str, plots: bool = True) -> dict:
     from PySide6.QtCore import QSettings, QTimer  # noqa: PLC0415
 
     from app.gui import build, create_application  # noqa: PLC0415
@@ -114,8 +181,15 @@ def run_gui(seconds: float, warmup: float, overlay: str) -> dict:
         style = OverlayStyle(shaded=True, wireframe=True, detected_landmarks=True, fitted_landmarks=True, opacity=0.6)
     window.overlay_panel.set_style(style)
     window.resize(1280, 980)
+    window.plots_dock.setVisible(plots)
     window.show()
-    out: dict = {"overlay": overlay}
+    work: list[tuple[float, float, str]] = []  # the GUI thread's work: (start s, ms, what)
+    timers = [time_updates(window, work, "window repaint")]
+    if window.view.gl_window is not None:
+        timers.append(time_updates(window.view.gl_window, work, "overlay frame"))
+    time_plot_paints(work)
+    time_garbage_collections(work)
+    out: dict = {"overlay": overlay, "plots": plots}
     ticks: list[float] = []
     arrivals: list[tuple[float, float, int]] = []  # (time, latency_ms, frame index)
     phase = {"name": "idle", "t": time.perf_counter()}
@@ -142,18 +216,20 @@ def run_gui(seconds: float, warmup: float, overlay: str) -> dict:
         elif phase["name"] == "idle" and now - phase["t"] >= IDLE_SECONDS:
             # the shown window without a session: what the machine's load alone does to the event loop
             gaps = np.diff([t for t in ticks if t >= phase["t"] + 0.2]) * 1000
-            out["idle"] = {"tick_gap_ms": stats(gaps), "gaps_over_50ms": int((gaps > 50).sum())}
+            out["idle"] = {"tick_gap_ms": stats(gaps), "gaps_over_50ms": int((gaps > 50).sum()),
+                           "stalls_per_min": 60 * int((gaps > 50).sum()) / max(1e-9, now - phase["t"] - 0.2)}
             controller.start()
             phase.update(name="starting", t=now)
         elif phase["name"] == "starting" and arrivals:
             phase.update(name="warmup", t=now)
         elif phase["name"] == "warmup" and now - phase["t"] >= warmup:
             marks.update(start=now, paints=len(window.view.paint_ms), frames=len(window.view.frame_ms),
-                         cpu=time.process_time())
+                         shown=len(window.view.painted_frames), cpu=time.process_time())
             phase.update(name="measuring", t=now)
         elif phase["name"] == "measuring" and now - phase["t"] >= seconds:
             marks.update(end=now, paints=(marks["paints"], len(window.view.paint_ms)),
-                         frames=(marks["frames"], len(window.view.frame_ms)), cpu=time.process_time() - marks["cpu"])
+                         frames=(marks["frames"], len(window.view.frame_ms)), cpu=time.process_time() - marks["cpu"],
+                         shown=(marks["shown"], len(window.view.painted_frames)))
             phase.update(name="done", t=now)
             finish()
         elif phase["name"] == "starting" and now - phase["t"] > 300:
@@ -181,6 +257,18 @@ def run_gui(seconds: float, warmup: float, overlay: str) -> dict:
     paints = list(window.view.paint_ms)[p0:p1]
     f0, f1 = marks["frames"]
     repaints = list(window.view.frame_ms)[f0:f1]
+    s0, s1 = marks["shown"]
+    shown = set(list(window.view.painted_frames)[s0:s1])
+    stalls = [(a, b) for a, b in zip(tick_times[:-1], tick_times[1:]) if (b - a) * 1000 > 50]
+    work += [(t, ms, "plot refresh") for t, ms in window.plots.redraw_log]
+    by_label: dict[str, list[float]] = {}
+    for t, ms, label in work:
+        if t0 <= t <= t1:
+            by_label.setdefault(label, []).append(ms)
+    out.update(work_ms={label: stats(v) for label, v in by_label.items()},
+               work_per_s={label: len(v) / (t1 - t0) for label, v in by_label.items()},
+               stall_causes=stall_causes(stalls, work), stalls_per_min=60 * len(stalls) / (t1 - t0),
+               shown_fps=len(shown) / (t1 - t0), seconds_measured=t1 - t0)
     out.update(
         fps=(len(inside) - 1) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else float("nan"),
         frames=len(inside), latency_ms=stats([lat for _, lat, _ in inside]), paint_ms=stats(paints),
@@ -363,11 +451,33 @@ def playback_main(args) -> None:
                                                     "load_after": load_after})
 
 
+def run_app(args, env: dict) -> dict:
+    """The app in a child process on ``env``'s display; its measurements."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "gui.json"
+        cmd = [sys.executable, __file__, "--child", str(out), "--seconds", str(args.seconds), "--warmup",
+               str(args.warmup), "--overlay", args.overlay] + (["--no-plots"] if args.no_plots else [])
+        proc = subprocess.run(cmd, env=env)
+        return json.loads(out.read_text()) if out.exists() else {"error": f"the app exited with {proc.returncode}"}
+
+
+def mean_of(runs: list[dict], *keys) -> float:
+    values = []
+    for run in runs:
+        value = run
+        for key in keys:
+            value = value[key]
+        values.append(value)
+    return float(np.mean(values)) if values else float("nan")
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=20.0, help="measurement time per configuration (default 20)")
+    p.add_argument("--seconds", type=float, default=20.0, help="measurement time per run (default 20)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after the first frame before measuring")
     p.add_argument("--overlay", choices=("shaded", "full"), default="shaded")
+    p.add_argument("--rounds", type=int, default=1, help="engine / app runs, alternated (default 1)")
+    p.add_argument("--no-plots", action="store_true", help="hide the plots dock")
     p.add_argument("--no-headless", action="store_true", help="skip the headless engine baseline")
     p.add_argument("--use-display", action="store_true", help="use $DISPLAY instead of starting Xvfb")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: run the app, write JSON here
@@ -385,52 +495,73 @@ def main() -> None:
         playback_main(args)
         return
     if args.child is not None:
-        args.child.write_text(json.dumps(run_gui(args.seconds, args.warmup, args.overlay), default=float))
+        result = run_gui(args.seconds, args.warmup, args.overlay, plots=not args.no_plots)
+        args.child.write_text(json.dumps(result, default=float))
         return
     display = None
     if not args.use_display:
         from app.virtual_display import VirtualDisplay  # noqa: PLC0415
 
         display = VirtualDisplay(1280, 1024).start()
+    engines, apps = [], []
     try:
         load_before = print_load("before")
-        headless = None if args.no_headless else run_headless(args.seconds, args.warmup)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "gui.json"
-            env = display.env() if display is not None else dict(os.environ)
-            proc = subprocess.run([sys.executable, __file__, "--child", str(out), "--seconds", str(args.seconds),
-                                   "--warmup", str(args.warmup), "--overlay", args.overlay], env=env)
-            gui = json.loads(out.read_text()) if out.exists() else {"error": f"the app exited with {proc.returncode}"}
+        env = display.env() if display is not None else dict(os.environ)
+        for _ in range(max(1, args.rounds)):
+            if not args.no_headless:
+                engines.append(run_headless(args.seconds, args.warmup))
+            apps.append(run_app(args, env))
+            if "error" in apps[-1]:
+                break
         load_after = print_load("after")
     finally:
         if display is not None:
             display.stop()
-    if "error" in gui:
-        raise SystemExit(f"the GUI run failed: {gui['error']}")
-    print(f"\nOpenGL: {gui['gl'].get('GL_RENDERER')} ({gui['gl'].get('GL_VERSION')}), MSAA samples "
-          f"{gui['gl'].get('samples')}; {'Xvfb' if display else 'display'} {env.get('DISPLAY')}")
+    failed = [a["error"] for a in apps if "error" in a]
+    if failed:
+        raise SystemExit(f"the GUI run failed: {failed[0]}")
+    g = apps[-1]
+    print(f"\nOpenGL: {g['gl'].get('GL_RENDERER')} ({g['gl'].get('GL_VERSION')}), MSAA samples "
+          f"{g['gl'].get('samples')}; {'Xvfb' if display else 'display'} {env.get('DISPLAY')}; "
+          f"plots {'hidden' if args.no_plots else 'shown'}")
     rows = []
-    if headless is not None:
-        rows.append(["engine alone (no UI)", headless["fps"], headless["latency_ms"]["p50"],
-                     headless["latency_ms"]["p95"], headless["cpu_percent"], headless["skipped_percent"], "", "", "", "", ""])
-    g, lat, paint, gap = gui, gui["latency_ms"], gui["paint_ms"], gui["tick_gap_ms"]
-    rows.append([f"app, overlay {args.overlay}", g["fps"], lat["p50"], lat["p95"], g["cpu_percent"], g["skipped_percent"],
-                 paint["p50"], paint["p95"], paint["max"], gap["p95"], gap["max"]])
-    idle = gui["idle"]["tick_gap_ms"]
-    rows.append(["app idle (no tracking)", "", "", "", "", "", "", "", "", idle["p95"], idle["max"]])
+    for i in range(len(apps)):
+        tag = f" #{i + 1}" if len(apps) > 1 else ""
+        if engines:
+            e = engines[i]
+            rows.append([f"engine alone (no UI){tag}", e["fps"], "", e["latency_ms"]["p50"], e["latency_ms"]["p95"],
+                         e["cpu_percent"], e["skipped_percent"], "", "", ""])
+        a = apps[i]
+        rows.append([f"app, overlay {args.overlay}{tag}", a["fps"], a["shown_fps"], a["latency_ms"]["p50"],
+                     a["latency_ms"]["p95"], a["cpu_percent"], a["skipped_percent"], a["stalls_per_min"],
+                     a["tick_gap_ms"]["p99"], a["tick_gap_ms"]["max"]])
+        rows.append([f"app idle (no tracking){tag}", "", "", "", "", "", "", a["idle"]["stalls_per_min"],
+                     a["idle"]["tick_gap_ms"]["p99"], a["idle"]["tick_gap_ms"]["max"]])
     tables = [print_table(
-        f"Synthetic 640x480 source at 30 fps, {args.seconds:.0f} s after {args.warmup:.0f} s warm-up",
-        ["run", "fps", "latency p50 ms", "latency p95 ms", "CPU %", "skipped %", "paint p50 ms", "paint p95 ms",
-         "paint max ms", "loop gap p95 ms", "loop gap max ms"], rows, digits=1)]
-    rp = g["repaint_ms"]
-    tables.append(print_table("UI event loop while tracking", ["measure", "value"], [
-        ["paints per second", g["paints_per_s"]],
-        ["view repaint incl. swap p50 / p95 / max ms", f"{rp['p50']:.1f} / {rp['p95']:.1f} / {rp['max']:.1f}"],
-        ["event-loop gaps > 50 ms (tracking)", f"{g['gaps_over_50ms']} in {args.seconds:.0f} s"],
-        ["event-loop gaps > 50 ms (idle)", f"{gui['idle']['gaps_over_50ms']} in {IDLE_SECONDS:.0f} s"],
-        ["event-loop gap p50 / p99 ms", f"{gap['p50']:.1f} / {gap['p99']:.1f}"],
-        ["app fps / engine-alone fps", (g["fps"] / headless["fps"]) if headless else float("nan")]], digits=2))
-    write_json(args.json, "gui", tables, {"headless": headless, "gui": gui, "load_before": load_before,
+        f"Synthetic 640x480 source at 30 fps, {args.seconds:.0f} s after {args.warmup:.0f} s warm-up per run",
+        ["run", "fps", "frames shown/s", "latency p50 ms", "latency p95 ms", "CPU %", "skipped %",
+         "stalls >50 ms /min", "loop gap p99 ms", "loop gap max ms"], rows, digits=1)]
+    work_rows = []
+    for label in ("overlay frame", "window repaint", "plot paint", "plot refresh", "garbage collection (gen 0)",
+                  "garbage collection (gen 1)", "garbage collection (gen 2)"):
+        if label in g["work_ms"]:
+            w = g["work_ms"][label]
+            work_rows.append([label, g["work_per_s"][label], w["p50"], w["p95"], w["max"],
+                              g["stall_causes"].get(label, 0)])
+    work_rows.append(["(none of these)", "", "", "", "", g["stall_causes"].get("none", 0)])
+    stalls = int(round(g["stalls_per_min"] * g["seconds_measured"] / 60))
+    tables.append(print_table(f"GUI-thread work while tracking (last app run; {stalls} stalls > 50 ms in "
+                              f"{g['seconds_measured']:.0f} s)",
+                              ["work", "per s", "p50 ms", "p95 ms", "max ms", "stalls overlapped"], work_rows, digits=1))
+    summary = [["app fps (mean of runs)", mean_of(apps, "fps")],
+               ["frames shown per s (mean of runs)", mean_of(apps, "shown_fps")],
+               ["stalls > 50 ms per minute while tracking (mean of runs)", mean_of(apps, "stalls_per_min")],
+               ["stalls > 50 ms per minute, idle window (mean of runs)", mean_of(apps, "idle", "stalls_per_min")]]
+    if engines:
+        summary[:0] = [["engine-alone fps (mean of runs)", mean_of(engines, "fps")],
+                       ["app fps / engine-alone fps (same runs)", mean_of(apps, "fps") / mean_of(engines, "fps")]]
+    tables.append(print_table("Summary", ["measure", "value"], summary, digits=2))
+    write_json(args.json, "gui", tables, {"headless": engines, "gui": apps, "load_before": load_before,
                                            "load_after": load_after})
 
 

@@ -1,6 +1,6 @@
 """Speed of the tracking engine on a 640x480 synthetic stream, side by side with MediaPipe alone.
 
-    python benchmarks/speed.py [--frames 300] [--models builtin,ict,flame] [--json OUT.json]
+    python benchmarks/speed.py [--frames 300] [--models builtin,ict,flame] [--model PATH ...] [--json OUT.json]
 
 Frames are rendered first and kept in memory, so the measurement is of the product's pipeline,
 not of the renderer (a camera delivers frames for free). In one run, per model:
@@ -13,9 +13,17 @@ not of the renderer (a camera delivers frames for free). In one run, per model:
 * ``live 30 fps``: frames arrive at 30 fps (latest wins): fps delivered and latency p50/p95 from
   a frame's arrival to its result.
 
-The "flame" row uses a FLAME-sized articulated fixture (5023 vertices, random bases, built by
-the tests' fixture code) with landmarks embedded on random vertices: it times the tracker's
-articulated (LBS) path on recorded detections of the built-in model, tracker stage only.
+The "flame" rows use a FLAME-sized articulated fixture (5023 vertices, 5 joints, random bases,
+built by the tests' fixture code, ``tests/fixtures_flame.py``) with the 478 landmarks embedded on
+random vertices (FLAME itself cannot be downloaded here): ``tracker only`` times the tracker's
+articulated (LBS) path on exact projections of the fixture; ``pipelined`` runs the whole engine
+(MediaPipe on the built-in head's frames, the fixture's tracker, latest-wins threads) as fast as it
+can go, and ``pipelined, with mesh`` also poses all 5023 vertices per frame for the viewer, as the
+app does. They time FLAME's size, not its accuracy (the fixture's shape is not a face).
+
+``--model PATH`` (repeatable) adds the same rows as the built-in model's for a head-model file: a
+FLAME ``.pkl`` or a flamecam ``.npz`` (its landmark embedding is computed once and cached, ~30 s).
+Given alone, only those models run; add ``--models builtin,flame`` for the others.
 """
 from __future__ import annotations
 
@@ -84,13 +92,16 @@ def mediapipe_alone(frames: list[Frame]) -> dict:
             "fps": 1000.0 / float(np.mean(times))}
 
 
-def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regressor: bool = True) -> dict:
+def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regressor: bool = True,
+                 with_mesh: bool = False) -> dict:
     """The engine as the app and ``flamecam track`` set it up: with the model's regressor (per-frame
-    prior, counted in the tracker stage) when one is found, unless ``regressor`` is False."""
+    prior, counted in the tracker stage) when one is found, unless ``regressor`` is False;
+    ``with_mesh``: the full mesh posed per frame, as for the app's overlay."""
     tracker = Tracker(head, emb, size, TrackerOptions())
     prior_fn, _ = load_regressor_prior(head, SessionOptions(regressor="auto" if regressor else "none"),
                                        estimate_focal=True, log=lambda *_: None)
-    pipe = TrackingPipeline(MemorySource(frames, size, paced), tracker, prior_fn=prior_fn, pipelined=pipelined)
+    pipe = TrackingPipeline(MemorySource(frames, size, paced), tracker, prior_fn=prior_fn, pipelined=pipelined,
+                            with_mesh=with_mesh)
     t0 = time.perf_counter()
     for _ in pipe.run():
         pass
@@ -103,20 +114,28 @@ def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regresso
             "latency_ms_p50": pct(s.latency_ms, 50), "latency_ms_p95": pct(s.latency_ms, 95)}
 
 
-def tracker_only_articulated(detections: list[np.ndarray], size) -> dict:
-    """Tracker ms on a FLAME-sized articulated fixture (landmarks on random vertices)."""
+def flame_sized_fixture(size):
+    """(head, embedding, ExactLandmarks source) of the FLAME-sized articulated fixture (landmarks on
+    random vertices)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.fixtures_flame import flame_like_arrays, write_flame_pickle  # noqa: PLC0415
-    from tests.test_tracker import ExactLandmarks  # noqa: PLC0415
+    from tests.test_tracker import ExactLandmarks, vertex_embedding  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "flame_like.pkl"
         write_flame_pickle(path, flame_like_arrays(n_vert=5023, seed=1))
         head = load_head_model(path)
-    src = ExactLandmarks(head, SyntheticOptions(width=size[0], height=size[1], frames=len(detections)), noise_px=0.5)
+    emb, _ = vertex_embedding(head)
+    return head, emb, lambda frames: ExactLandmarks(head, SyntheticOptions(width=size[0], height=size[1],
+                                                                           frames=frames), noise_px=0.5)
+
+
+def tracker_only_articulated(head, exact_source, frames: int, size) -> dict:
+    """Tracker ms on the FLAME-sized fixture, from exact projections of its own landmarks."""
+    src = exact_source(frames)
     tracker = Tracker(head, src.emb, size, TrackerOptions())
     times = []
-    for i in range(len(detections)):
+    for i in range(frames):
         uv, _ = src.frame(i)
         t0 = time.perf_counter()
         tracker.step(uv, i / 30, i)
@@ -125,40 +144,63 @@ def tracker_only_articulated(detections: list[np.ndarray], size) -> dict:
     return {"tracker_ms_p50": pct(times, 50), "tracker_ms_p95": pct(times, 95), "tracker_ms_mean": float(np.mean(times))}
 
 
+def model_rows(frames, size, head, emb) -> dict:
+    return {"mediapipe_alone": mediapipe_alone(frames),
+            "serial, no regressor": run_pipeline(frames, size, head, emb, pipelined=False, paced=False,
+                                                  regressor=False),
+            "serial": run_pipeline(frames, size, head, emb, pipelined=False, paced=False),
+            "pipelined": run_pipeline(frames, size, head, emb, pipelined=True, paced=False),
+            "live_30fps": run_pipeline(frames, size, head, emb, pipelined=True, paced=True)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--models", default="builtin,ict,flame")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated: builtin, ict, flame (the FLAME-sized fixture); default all three, "
+                             "or none when --model is given")
+    parser.add_argument("--model", action="append", default=[], metavar="PATH",
+                        help="also a head-model file (FLAME .pkl, flamecam .npz); repeatable")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    for path in args.model:
+        if not Path(path).is_file():
+            parser.error(f"--model {path}: no such file")
     torch.set_num_threads(1)  # the tracker's small problems; MediaPipe keeps its own threads
     size = (640, 480)
     report = {"frames": args.frames, "image": list(size), "results": {}}
-    models = [m for m in args.models.split(",") if m]
-    builtin_frames = None
+    models = [m for m in (args.models if args.models is not None else ("" if args.model else "builtin,ict,flame"))
+              .split(",") if m]
+    runs = []  # (row name, model argument for load_head_model / the synthetic source)
     for name in models:
-        if name == "flame":
-            continue
         if name == "ict" and not ICT.exists():
             print(f"skipping ict: {ICT} not found")
-            continue
-        model_arg = str(ICT) if name == "ict" else "builtin"
-        head = load_head_model(None if name == "builtin" else model_arg)
+        elif name in ("builtin", "ict"):
+            runs.append((name, "builtin" if name == "builtin" else str(ICT)))
+    runs += [(Path(path).name, path) for path in args.model]
+    builtin_frames = None
+    for name, model_arg in runs:
+        try:
+            head = load_head_model(None if model_arg == "builtin" else model_arg)
+        except Exception as exc:  # noqa: BLE001  (one line for a file that is not a head model)
+            raise SystemExit(f"speed.py: cannot load {model_arg}: {exc}") from None
         emb = embedding_for(head)
         print(f"rendering {args.frames} frames of {name} ...", file=sys.stderr, flush=True)
         frames = render_frames(model_arg, args.frames)
-        if name == "builtin":
+        if model_arg == "builtin":
             builtin_frames = frames
-        row = {"mediapipe_alone": mediapipe_alone(frames),
-               "serial, no regressor": run_pipeline(frames, size, head, emb, pipelined=False, paced=False,
-                                                     regressor=False),
-               "serial": run_pipeline(frames, size, head, emb, pipelined=False, paced=False),
-               "pipelined": run_pipeline(frames, size, head, emb, pipelined=True, paced=False),
-               "live_30fps": run_pipeline(frames, size, head, emb, pipelined=True, paced=True)}
-        report["results"][name] = row
+        report["results"][name] = model_rows(frames, size, head, emb)
     if "flame" in models:
-        n = len(builtin_frames) if builtin_frames is not None else args.frames
-        report["results"]["flame-sized (tracker only)"] = {"tracker": tracker_only_articulated([None] * n, size)}
+        if builtin_frames is None:
+            print(f"rendering {args.frames} frames of builtin (faces for the FLAME-sized fixture) ...",
+                  file=sys.stderr, flush=True)
+            builtin_frames = render_frames("builtin", args.frames)
+        head, emb, exact = flame_sized_fixture(size)
+        report["results"]["flame-sized fixture"] = {
+            "tracker only": tracker_only_articulated(head, exact, len(builtin_frames), size),
+            "pipelined": run_pipeline(builtin_frames, size, head, emb, pipelined=True, paced=False, regressor=False),
+            "pipelined, with mesh": run_pipeline(builtin_frames, size, head, emb, pipelined=True, paced=False,
+                                                 regressor=False, with_mesh=True)}
     print_table(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -181,10 +223,13 @@ def print_table(report: dict) -> None:
             lmk = f"{r['landmarks_ms_p50']:.1f}" if "landmarks_ms_p50" in r else "-"
             tot = f"{r['total_ms_p50']:.1f}" if "total_ms_p50" in r else "-"
             print(f"{model:<26} {run:<20} {fps:>6} {lmk:>13} {trk:>21} {tot:>9} {lat:>16} {r.get('dropped', '-'):>7}")
+    builtin = report["results"].get("builtin", {}).get("mediapipe_alone")  # the fixture tracks the same frames
     for model, runs in report["results"].items():
-        if "pipelined" in runs:
-            ratio = runs["pipelined"]["fps"] / runs["mediapipe_alone"]["fps"]
-            print(f"{model}: pipelined engine runs at {100 * ratio:.0f}% of MediaPipe alone's rate (same run)")
+        reference = runs.get("mediapipe_alone", builtin if model == "flame-sized fixture" else None)
+        for run in ("pipelined", "pipelined, with mesh"):
+            if run in runs and reference is not None:
+                ratio = runs[run]["fps"] / reference["fps"]
+                print(f"{model}: {run} engine runs at {100 * ratio:.0f}% of MediaPipe alone's rate (same run)")
 
 
 if __name__ == "__main__":

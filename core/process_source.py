@@ -107,7 +107,11 @@ def _serve_on_demand(source, slots, conn, request, stop) -> None:
 class ProcessSource(FrameSource):
     """``open_source(spec)`` in a child process (see module docstring)."""
 
-    def __init__(self, spec: str, start_timeout_s: float = START_TIMEOUT_S):
+    def __init__(self, spec: str, start_timeout_s: float = START_TIMEOUT_S, wait: bool = True):
+        """Start the child; with ``wait`` (default) return once it has opened the source (else
+        SourceError). ``wait=False`` returns at once, so the caller can load other things while the
+        child starts (it imports torch and opens the source: seconds); the first use of ``size``,
+        ``name``, ``fps``, ``is_live``, ``num_frames`` or the frames then waits (:meth:`wait_ready`)."""
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe(duplex=False)
         self._free = ctx.Semaphore(SLOTS)
@@ -118,24 +122,42 @@ class ProcessSource(FrameSource):
         self._proc.start()
         child_conn.close()
         self._shm = None
-        deadline = time.monotonic() + start_timeout_s
+        self._spec, self._deadline = spec, time.monotonic() + start_timeout_s
+        self._info: dict | None = None
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> "ProcessSource":
+        """Block until the child has opened the source; SourceError (the child's reason) if it could not."""
+        if self._info is not None:
+            return self
+        if self._free is None:
+            raise SourceError(f"{self._spec}: the source is closed")
         while not self._conn.poll(0.1):
-            if not self._proc.is_alive() or time.monotonic() > deadline:
+            if not self._proc.is_alive() or time.monotonic() > self._deadline:
                 self.close()
-                raise SourceError(f"{spec}: the source process did not start")
+                raise SourceError(f"{self._spec}: the source process did not start")
         try:
             kind, payload = self._conn.recv()
         except EOFError:
-            kind, payload = "error", f"{spec}: the source process ended while starting (exit code {self._proc.exitcode})"
+            kind, payload = "error", (f"{self._spec}: the source process ended while starting "
+                                      f"(exit code {self._proc.exitcode})")
         if kind != "info":
             self.close()
-            raise SourceError(payload if kind == "error" else f"{spec}: unexpected start-up message {kind!r}")
-        self.name, self.size, self.fps = payload["name"], tuple(payload["size"]), payload["fps"]
-        self.is_live, self.num_frames = payload["is_live"], payload["num_frames"]
-        self.frames_on_demand = bool(payload["on_demand"])
+            raise SourceError(payload if kind == "error" else f"{self._spec}: unexpected start-up message {kind!r}")
         self._shm = shared_memory.SharedMemory(name=payload["shm"])
-        width, height = self.size
+        width, height = payload["size"]
         self._slots = np.ndarray((SLOTS, height, width, 3), np.uint8, buffer=self._shm.buf)
+        self._info = payload
+        return self
+
+    # What the child reports once it has opened the source (waits for it when started with wait=False).
+    name = property(lambda self: self.wait_ready()._info["name"])
+    size = property(lambda self: tuple(self.wait_ready()._info["size"]))
+    fps = property(lambda self: self.wait_ready()._info["fps"])
+    is_live = property(lambda self: bool(self.wait_ready()._info["is_live"]))
+    num_frames = property(lambda self: self.wait_ready()._info["num_frames"])
+    frames_on_demand = property(lambda self: bool(self.wait_ready()._info["on_demand"]))
 
     def __iter__(self) -> Iterator[Frame]:
         while True:

@@ -94,10 +94,12 @@ def resolve_source(spec: str) -> tuple[str, str | None]:
     return "synthetic", "no webcam found; using the synthetic source (a rendered head with known ground truth)"
 
 
-def open_session_source(options: SessionOptions, log=print):
+def open_session_source(options: SessionOptions, log=print, wait: bool = True):
     """The session's frame source (the one place a ``--source`` spec is resolved and opened).
 
-    Raises :class:`core.sources.SourceError` (or OSError/ValueError) when it cannot be opened."""
+    Raises :class:`core.sources.SourceError` (or OSError/ValueError) when it cannot be opened.
+    ``wait=False``: a source in a child process may still be starting (``ProcessSource``); its
+    ``wait_ready()`` raises SourceError then."""
     from core.sources import open_source  # noqa: PLC0415
 
     spec, notice = resolve_source(options.source)
@@ -106,7 +108,7 @@ def open_session_source(options: SessionOptions, log=print):
     if options.synthetic_in_subprocess and spec.split(":", 1)[0] == "synthetic":
         from core.process_source import ProcessSource  # noqa: PLC0415
 
-        return ProcessSource(spec)
+        return ProcessSource(spec, wait=wait)
     return open_source(spec)
 
 
@@ -251,13 +253,7 @@ def build_session(options: SessionOptions, log: Callable[[str], None] = print, s
     pipeline also poses the full mesh for a viewer; ``model_cache``: a per-process dict that keeps
     loaded models between sessions (see :func:`load_model_and_embedding`; the regressor has its own
     process cache in ``core.regressor``). Raises :class:`SessionError`; the source is closed on failure."""
-    from core.assets import AssetError  # noqa: PLC0415
-    from core.intrinsics import resolve_intrinsics  # noqa: PLC0415
-    from core.landmarks import LandmarkerOptions  # noqa: PLC0415
-    from core.model_io import ModelFileError  # noqa: PLC0415
-    from core.pipeline import TrackingPipeline  # noqa: PLC0415
     from core.sources import SourceError, close_quietly  # noqa: PLC0415
-    from core.tracker import Tracker  # noqa: PLC0415
 
     notices: list[str] = []
 
@@ -265,15 +261,33 @@ def build_session(options: SessionOptions, log: Callable[[str], None] = print, s
         notices.append(message[len("note: "):] if message.startswith("note: ") else message)
         log(message)
 
-    try:
-        options = replace(options, device=resolve_device(options.device))
-    except Exception as exc:  # noqa: BLE001  (torch's CUDA probing raises many kinds)
-        raise SessionError(f"cannot choose a compute device: {exc}", bad_input=False) from None
     if source is None:
+        # First: a source opening in a child process (the app's synthetic source imports torch and
+        # sets up its renderer, seconds) then starts while this process loads torch and MediaPipe.
         try:
-            source = open_session_source(options, log=note)
+            source = open_session_source(options, log=note, wait=False)
         except (SourceError, OSError, ValueError) as exc:
             raise SessionError(f"cannot open the source {options.source!r}: {exc}") from None
+    try:
+        from core.assets import AssetError  # noqa: PLC0415
+        from core.intrinsics import resolve_intrinsics  # noqa: PLC0415
+        from core.landmarks import LandmarkerOptions  # noqa: PLC0415
+        from core.model_io import ModelFileError  # noqa: PLC0415
+        from core.pipeline import TrackingPipeline  # noqa: PLC0415
+        from core.tracker import Tracker  # noqa: PLC0415
+
+        try:
+            options = replace(options, device=resolve_device(options.device))
+        except Exception as exc:  # noqa: BLE001  (torch's CUDA probing raises many kinds)
+            raise SessionError(f"cannot choose a compute device: {exc}", bad_input=False) from None
+        try:
+            if hasattr(source, "wait_ready"):
+                source.wait_ready()
+        except SourceError as exc:
+            raise SessionError(f"cannot open the source {options.source!r}: {exc}") from None
+    except BaseException:
+        close_quietly(source)
+        raise
     model_text = "the built-in head model" if options.model == "builtin" else f"the model file {options.model}"
     try:
         try:

@@ -86,6 +86,38 @@ def test_source_hash_tracks_mesh_and_construction_version(monkeypatch):
     assert bm.build_builtin_model(data).source_sha256 != first
 
 
+def test_the_construction_is_cached_on_disk_and_rebuilt_when_unreadable(monkeypatch, tmp_path):
+    """A later process reads the built arrays instead of building (and importing MediaPipe) again."""
+    monkeypatch.setenv("FLAMECAM_CACHE", str(tmp_path))
+    data = read_landmarker_member(bm.CANONICAL_MESH_MEMBER)
+    bm._build.cache_clear()
+    try:
+        built = bm.build_builtin_model(data)
+        files = list((tmp_path / "builtin_model").glob("*.npz"))
+        assert len(files) == 1
+        bm._build.cache_clear()  # as in a new process
+
+        def no_mediapipe():
+            raise AssertionError("built again instead of read from the cache")
+
+        monkeypatch.setattr(bm, "mediapipe_landmark_chains", no_mediapipe)
+        cached = bm.build_builtin_model(data)
+        for name in ("v_template", "faces", "shapedirs", "exprdirs", "head_center", "vertex_rgb"):
+            np.testing.assert_array_equal(getattr(cached, name), getattr(built, name))
+        assert cached.regions.keys() == built.regions.keys() and cached.source_sha256 == built.source_sha256
+        assert all(np.array_equal(cached.regions[k], built.regions[k]) for k in built.regions)
+        monkeypatch.undo()
+        monkeypatch.setenv("FLAMECAM_CACHE", str(tmp_path))
+        files[0].write_bytes(b"half-written")  # e.g. a crash while writing: built again, and rewritten
+        bm._build.cache_clear()
+        again = bm.build_builtin_model(data)
+        np.testing.assert_array_equal(again.v_template, built.v_template)
+        with np.load(files[0]) as rewritten:
+            assert "vertices" in rewritten.files
+    finally:
+        bm._build.cache_clear()
+
+
 # --- the canonical mesh parser ----------------------------------------------------------------
 
 

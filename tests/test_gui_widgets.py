@@ -285,6 +285,7 @@ def test_live_plots_window_band_prior_and_pause(qtbot):
 
     plots = LivePlots(window_s=10)
     qtbot.addWidget(plots)
+    plots.show()  # hidden plots are not redrawn
     for i in range(300):  # 30 s at 10 Hz: not observable for the first 10 s, then estimating
         state = "not_observable" if i < 100 else "estimating"
         plots.add_sample(i * 0.1, 600 + i, 50.0, state, 2.5, 14.0, 80.0 + i % 7)
@@ -292,10 +293,13 @@ def test_live_plots_window_band_prior_and_pause(qtbot):
     t, focal = plots.focal_curve.getData()
     assert t.min() >= 30 - 10 - 0.6 and math.isclose(t.max(), 29.9)  # the rolling window (+5 % lead-in)
     np.testing.assert_allclose(focal, 600 + np.round(t * 10))
-    tu, upper = plots.focal_upper.getData()
-    tl, lower = plots.focal_lower.getData()
-    np.testing.assert_allclose(np.interp(t, tu, upper) - focal, 50.0)  # ±1σ band
-    np.testing.assert_allclose(focal - np.interp(t, tl, lower), 50.0)
+    x, y = plots.focal_band.getData()  # ±1σ band: forward along focal + σ, back along focal - σ (bucketed)
+    n = len(x) // 2
+    t_band, upper, lower = x[:n], y[:n], y[n:][::-1]
+    bucket = np.searchsorted(t_band, t)  # the band covers each sample's focal ± σ, and no more
+    assert np.all(upper[bucket] >= focal + 50.0 - 1e-9) and np.all(lower[bucket] <= focal - 50.0 + 1e-9)
+    assert math.isclose(upper.max(), focal.max() + 50.0) and math.isclose(lower.min(), focal.min() - 50.0)
+    assert t_band[-1] == t[-1]
     _, prior = plots.focal_prior_curve.getData()
     assert np.isnan(prior).all()  # the window holds no "not observable" samples any more
     assert "estimating" in plots.focal_label.text() and "ρ = 2.50" in plots.focal_label.text()

@@ -37,6 +37,7 @@ from ui.calibration import CalibrationPage, IntrinsicsStatusLabel
 from ui.overlay_view import OverlayView
 from ui.panels import CameraPanel, ModelPanel, OverlayPanel, RecordPanel, SourcePanel
 from ui.plots import LivePlots
+from ui.readout import ReadoutLabel
 from ui.stream_panel import StreamPanel
 from ui.timeline import TimelineBar, add_playback_menu, shortcuts_html
 
@@ -191,13 +192,12 @@ class MainWindow(QMainWindow):
         self.intrinsics_label = IntrinsicsStatusLabel("")
         self.intrinsics_label.setStyleSheet("color: #8ab4f8")
         self.statusBar().addPermanentWidget(self.intrinsics_label)
-        self.status_fields: dict[str, QLabel] = {}
+        self.status_fields: dict[str, ReadoutLabel] = {}
         for key, tip in (("device", "Where the tracker runs"), ("fps", "Frames tracked per second"),
                          ("latency", "From a frame being read to its result"), ("state", "Tracking state"),
                          ("model", "Head model in use")):
-            label = QLabel("–")
+            label = ReadoutLabel("–", min_width_text="000.0 fps")  # changes 4x a second: no window re-layout
             label.setToolTip(tip)
-            label.setMinimumWidth(60)
             self.statusBar().addPermanentWidget(label)
             self.status_fields[key] = label
         self.progress = QProgressBar()

@@ -64,12 +64,64 @@ def build_builtin_model(mesh_bytes: bytes) -> HeadModel:
 
 @functools.lru_cache(maxsize=2)
 def _build(mesh_bytes: bytes) -> dict:
-    builder = _Builder(parse_canonical_mesh(mesh_bytes), mediapipe_landmark_chains())
-    built = builder.build()
-    for value in built.values():
+    built = _read_cached_build(mesh_bytes)
+    if built is None:
+        builder = _Builder(parse_canonical_mesh(mesh_bytes), mediapipe_landmark_chains())
+        built = builder.build()
+        _write_cached_build(mesh_bytes, built)
+    for value in [*built.values(), *built["regions"].values()]:
         if isinstance(value, np.ndarray):
             value.setflags(write=False)
     return built
+
+
+# --- the construction, cached on disk ---------------------------------------------------------------
+# Building takes ~0.4 s and needs MediaPipe's landmark groups, whose import pulls in matplotlib (~1 s);
+# every process that uses the model pays it (the app's synthetic source runs in a second process).
+# The arrays are cached in the user cache, keyed by the mesh, BUILTIN_VERSION and this package's
+# source code, so a changed construction never reads a stale file.
+
+
+def _build_cache_path(mesh_bytes: bytes):
+    from pathlib import Path  # noqa: PLC0415
+
+    from core.assets import cache_dir  # noqa: PLC0415
+
+    digest = hashlib.sha256(mesh_bytes + BUILTIN_VERSION.encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return cache_dir() / "builtin_model" / f"{digest.hexdigest()[:24]}.npz"
+
+
+def _read_cached_build(mesh_bytes: bytes) -> dict | None:
+    try:
+        path = _build_cache_path(mesh_bytes)
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, KeyError):  # unreadable or half-written by a crashed process: rebuild
+        return None
+    built = {name: value for name, value in arrays.items() if not name.startswith("regions/")}
+    built["regions"] = {name[len("regions/"):]: value for name, value in arrays.items() if name.startswith("regions/")}
+    return built
+
+
+def _write_cached_build(mesh_bytes: bytes, built: dict) -> None:
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    arrays = {name: value for name, value in built.items() if name != "regions"}
+    arrays.update({f"regions/{name}": value for name, value in built["regions"].items()})
+    try:
+        path = _build_cache_path(mesh_bytes)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)  # atomic: another process may be writing the same file
+    except OSError:
+        pass  # a read-only or full cache only costs the next start the build
 
 
 def _as_head_model(built: dict, mesh_bytes: bytes) -> HeadModel:
