@@ -204,6 +204,10 @@ class SessionControl(QObject):
             t_s, frame_index = now - self._t0, None
         self.window.plots.add_sample(t_s, track.focal_px, track.focal_sigma_px, track.focal_state,
                                      track.rho_per_m, self.fps(), result.latency_ms, frame_index=frame_index)
+        if track.focal_evidence:
+            from core.tracker.types import describe_shares  # noqa: PLC0415  (numpy only: no torch here)
+
+            self.window.plots.set_focal_basis(describe_shares(track.focal_evidence))
         if frame_index is not None:
             playback.on_result(result)
         for warning in result.warnings:

@@ -58,6 +58,10 @@ def test_bad_model_is_shown_then_tracking_recording_and_export_work(app_window, 
     controller.start()
     qtbot.waitUntil(lambda: controller.frames_received >= 5, timeout=START_TIMEOUT_MS)
     qtbot.waitUntil(lambda: window.plots.redraws > 0 and window.status("fps").endswith("fps"), timeout=10_000)
+    # The readout says what the focal length rests on: the synthetic source's evidence is the broad
+    # class range and the camera regressor.
+    qtbot.waitUntil(lambda: "from " in window.plots.focal_label.text(), timeout=10_000)
+    assert "class range" in window.plots.focal_label.text()
     assert window.status("device") == "CPU" and "builtin" in window.status("model")
     assert window.status("state") in ("tracking", "reacquired")
     t, focal = window.plots.focal_curve.getData()

@@ -146,6 +146,15 @@ def test_the_not_observable_start_is_dashed_orange_and_said(plots):
     assert "not yet observable" in label and STATE_COLOURS["not_observable"] in label and "± 120 px" in label
     x, y = plots.focal_band.getData()
     assert np.nanmax(y) - np.nanmin(y) >= 2 * 120.0  # the prior's wide band is drawn
+    # What the estimate rests on is said beside it (escaped), and a new session starts without it.
+    plots.set_focal_basis("EXIF (Galaxy S24 FE, 23 mm eq.) 91% + landmarks 9%")
+    feed(plots, 1, state="converged", sigma_px=20.0)
+    assert plots.refresh()
+    assert "from EXIF (Galaxy S24 FE, 23 mm eq.) 91% + landmarks 9%" in plots.focal_label.text()
+    plots.clear()
+    feed(plots, 1, state="converged", sigma_px=20.0)
+    plots.refresh()
+    assert "EXIF" not in plots.focal_label.text()
 
 
 def test_y_ranges_stay_put_while_the_data_stay_inside(plots):

@@ -20,6 +20,7 @@ does not re-lay out the window (:class:`ui.readout.ReadoutLabel`).
 """
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections import deque
@@ -204,6 +205,7 @@ class LivePlots(QWidget):
         self._dirty = False
         self.redraws = 0
         self.redraw_log: deque[tuple[float, float]] = deque(maxlen=20000)  # (start s, ms) of each refresh
+        self.focal_basis = ""  # what the focal length rests on (set_focal_basis)
 
         self.window_spin = QDoubleSpinBox()
         self.window_spin.setRange(2.0, 600.0)
@@ -316,6 +318,11 @@ class LivePlots(QWidget):
                            rho_per_m=rho_per_m, fps=fps, latency_ms=latency_ms, **extra)
         self._dirty = True
 
+    def set_focal_basis(self, text: str) -> None:
+        """What the focal length rests on, in words (e.g. "EXIF (…) 91% + landmarks 9%"), shown with the
+        readout from the next redraw."""
+        self.focal_basis = text
+
     def use_series(self, series=None) -> None:
         """Draw ``series`` (e.g. a file's ``ui.frame_series.FrameSeries``); None: the rolling one again."""
         if isinstance(self.series, RollingSeries):
@@ -325,6 +332,7 @@ class LivePlots(QWidget):
 
     def clear(self) -> None:
         self.series.clear()
+        self.focal_basis = ""
         for curve in (self.focal_curve, self.focal_prior_curve, self.focal_band, self.rho_curve, self.fps_curve,
                       self.latency_curve):
             curve.setData([], [])
@@ -415,5 +423,7 @@ class LivePlots(QWidget):
         colour = STATE_COLOURS.get(state, "#d0d0d0")
         text = STATE_TEXT.get(state, state)
         rho_text = f"ρ = {rho:.2f} 1/m" if np.isfinite(rho) else "ρ = –"
+        basis = self.focal_basis
+        basis_html = f" &nbsp; <span style='color:#9aa0a6'>from {html.escape(basis)}</span>" if basis else ""
         self.focal_label.setText(f"focal length <b>{focal:.0f} ± {sigma:.0f} px</b> "
-                                 f"<span style='color:{colour}'>● {text}</span> &nbsp; {rho_text}")
+                                 f"<span style='color:{colour}'>● {text}</span> &nbsp; {rho_text}{basis_html}")
