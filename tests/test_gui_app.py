@@ -121,8 +121,8 @@ def test_camera_unplugged_mid_run_is_reported_and_the_recording_kept(app_window,
     source = FailingSource()
     window, controller = app_window(source="synthetic", source_factory=lambda: source)
     controller.start()
-    qtbot.waitUntil(lambda: controller.frames_received >= 2 or window.banner.level == "error",
-                    timeout=START_TIMEOUT_MS)
+    # (offscreen, the banner already shows the no-OpenGL error: only frames say the session runs)
+    qtbot.waitUntil(lambda: controller.frames_received >= 2, timeout=START_TIMEOUT_MS)
     window.record_panel.button.click()
     qtbot.waitUntil(lambda: controller.recording is not None and controller.recording.frames >= 3, timeout=120_000)
     source.unplug()

@@ -190,5 +190,6 @@ def test_a_recording_is_one_continuous_run_and_settings_are_remembered(open_app,
     assert not again.timeline.realtime and again.playback_actions["fast"].isChecked()
     controller2.start()
     wait_for_frames(qtbot, again, controller2, 1)
-    first = controller2.latest
-    assert first.frame.index == last and first.cut  # resumed where it was left
+    # resumed where it was left: the first frame tracked is the one shown at close (the file plays on
+    # from there, so the latest result may already be a later one)
+    assert controller2.transport_control.series.span()[0] == last

@@ -78,7 +78,7 @@ class FrameSeries:
         self._filled[:] = False
         self.cursor = -1
 
-    def _span(self) -> tuple[int, int]:
+    def span(self) -> tuple[int, int]:
         """[first, last] filled frame indices (last > first - 1), or (0, -1) when empty."""
         filled = np.flatnonzero(self._filled)
         return (int(filled[0]), int(filled[-1])) if filled.size else (0, -1)
@@ -103,7 +103,7 @@ class FrameSeries:
     def view(self, since: float | None = None) -> dict[str, np.ndarray]:
         """Columns (copies) in frame order, NaN values for frames not tracked (so lines break there;
         their ``t_s`` is index / fps); ``since``: only frames from video time ``since`` on."""
-        first, last = self._span()
+        first, last = self.span()
         data = self._data[:, first:last + 1].copy()
         filled = self._filled[first:last + 1]
         data[1:, ~filled] = np.nan
@@ -113,12 +113,12 @@ class FrameSeries:
         return {name: data[i] for i, name in enumerate(self.columns)}
 
     def first(self, name: str) -> float:
-        first, last = self._span()
+        first, last = self.span()
         return float(self._data[self.columns.index(name), first]) if last >= first else math.nan
 
     def last(self, name: str) -> float:
         """The value at the cursor (the frame shown), else at the last frame tracked."""
-        first, last = self._span()
+        first, last = self.span()
         if last < first:
             return math.nan
         index = self.cursor if 0 <= self.cursor < self._data.shape[1] and self._filled[self.cursor] else last
