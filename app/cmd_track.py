@@ -113,6 +113,7 @@ def _track(session, out, args: argparse.Namespace) -> int:
 
     from core.recording import RecordingError, RecordingWriter  # noqa: PLC0415
     from core.recording import load as load_recording  # noqa: PLC0415
+    from core.segments import SegmentLog  # noqa: PLC0415
     from core.session import eprint  # noqa: PLC0415
     from core.sources import SourceError  # noqa: PLC0415
 
@@ -124,6 +125,7 @@ def _track(session, out, args: argparse.Namespace) -> int:
     shape_version = -1
     last_with_face = None
     interrupted = False
+    segments = SegmentLog()
     try:
         with RecordingWriter(out, meta, overwrite=args.overwrite) as writer:
             try:
@@ -133,6 +135,7 @@ def _track(session, out, args: argparse.Namespace) -> int:
                         writer.write_identity(track.frame_index, track.shape)
                         shape_version = track.shape_version
                     writer.write_track_result(track)
+                    segments.add(track)
                     if track.tracking_state in ("tracking", "reacquired"):
                         last_with_face = track
                     bar.update(1)
@@ -143,7 +146,8 @@ def _track(session, out, args: argparse.Namespace) -> int:
                 interrupted = True
                 pipeline.stop.set()
             ended_by = "interrupted" if interrupted else "finished"
-            writer.close(summary={**pipeline.stats.summary(), "ended_by": ended_by, **focal_record(last_with_face)})
+            writer.close(summary={**pipeline.stats.summary(), "ended_by": ended_by, **focal_record(last_with_face),
+                                  "segments": segments.records()})
     except SourceError as exc:
         bar.close()
         return _error(f"{exc}; the frames before it are saved in {out}", EXIT_FAILED)
@@ -170,13 +174,18 @@ def _track(session, out, args: argparse.Namespace) -> int:
         online = load_recording(out)
         tmp = out.with_name(out.name + ".refining")
         with RecordingWriter(tmp, meta, overwrite=True) as writer:
-            writer.write_identity(0, tracker.shape.cpu().numpy())
+            if len(online.segment_ids) <= 1:
+                writer.write_identity(0, tracker.shape.cpu().numpy())
             for i, index in enumerate(online.frame_index.tolist()):
+                if i == 0 or online.segment_id[i] != online.segment_id[i - 1]:  # keep the online segments
+                    if online.segments:
+                        writer.write_segment(online.segment_info(int(online.segment_id[i])))
                 if index in by_index:
                     writer.write_track_result(by_index[index])
                 else:
                     writer.write_frame(online.frame(i))
-            writer.close(summary={**stats.summary(), "refined": True, "ended_by": "finished"})
+            writer.close(summary={**stats.summary(), "refined": True, "ended_by": "finished",
+                                  "segments": segments.records()})
         tmp.replace(out)
         last_with_face = refined[-1]
     summary = stats.summary()
@@ -185,6 +194,8 @@ def _track(session, out, args: argparse.Namespace) -> int:
           + (" — interrupted" if interrupted else ""))
     if last_with_face is not None:
         print(focal_summary(last_with_face, source.size[0]))
+    if len(segments) > 1:
+        print("\n".join(segments.lines(lambda track: focal_summary(track, source.size[0]))))
     print(f"recording: {out}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 

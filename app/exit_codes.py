@@ -14,6 +14,16 @@ EXIT_NO_FACE = 3  # track: no face in the whole source
 EXIT_REFUSED = 4  # calibrate: the calibration was too poor to save
 EXIT_INTERRUPTED = 130  # Ctrl+C or SIGTERM (what was recorded is closed and readable)
 
+# `flamecam --help` prints this; the README's table says the same.
+EXIT_CODES_HELP = """exit codes:
+  0    done
+  1    failed on the way (disk full, codec, a camera that vanished; what was recorded is kept)
+  2    bad input: a bad option, a missing or unreadable file, a wrong model file
+  3    track: no face in the whole source
+  4    calibrate: the calibration was too poor to save
+  130  interrupted (Ctrl+C or SIGTERM; the recording is closed and readable)
+Every failure prints one line: flamecam COMMAND: error: WHAT (and how to fix it)."""
+
 
 def cli_error(command: str, message, code: int = EXIT_BAD_INPUT) -> int:
     """Print ``flamecam COMMAND: error: MESSAGE`` (one line) to stderr and return ``code``."""

@@ -354,6 +354,12 @@ class RegressorPrior:
         self._belief = None
         self._since_update = 0
 
+    def reset(self) -> None:
+        """Forget the sequence's focal belief (a shot cut: the camera may have changed)."""
+        self.focal = FocalAggregator(self.regressor)
+        self._belief = None
+        self._since_update = 0
+
     def __call__(self, landmarks) -> "object | None":
         from core.tracker import FocalPrior, FramePrior  # noqa: PLC0415
 

@@ -78,6 +78,7 @@ class SharedEstimator:
         self._recent_fits: deque[float] = deque(maxlen=30)
         self._job: Iterator | None = None  # a running joint refinement, advanced a unit at a time
         self._data_weighed = False  # the landmark data have entered the focal posterior
+        self._data_focal: tuple[float, float] | None = None  # the data's own (ψ, var ψ) at the last step
 
     # -- focal length --------------------------------------------------------------------------
 
@@ -119,6 +120,16 @@ class SharedEstimator:
             kf.state = kf.state.clone()  # a running refinement may hold the old states
             self.problem.rescale_for_focal(kf.state, ratio)
         self.on_focal_change(ratio)
+
+    def landmark_focal_evidence(self) -> FocalPrior | None:
+        """What the landmark data alone said about the focal length at the last refinement (bias floor
+        included), as a log-normal belief; None before they weighed in or with a fixed focal length."""
+        if self.focal_fixed or not self._data_weighed or self._data_focal is None:
+            return None
+        psi, var = self._data_focal
+        if not (psi > 0 and math.isfinite(var) and var > 0):
+            return None
+        return FocalPrior(1.0 / psi, math.sqrt(var) / psi, "landmarks", "landmarks (earlier person in this shot)")
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -307,6 +318,7 @@ class SharedEstimator:
             step = float(np.clip(math.log(self.focal_prior.focal_px * psi), -0.5, 0.5))
             return torch.tensor([psi * (math.exp(-step) - 1)], **self.kw)
         self._data_weighed = True
+        self._data_focal = (psi_data, var_data)
         self.focal_state = self.state_for(self.focal_sigma_rel)
         data_share = w_data / (w_data + w_prior)
         self.focal_evidence = tuple(sorted(
