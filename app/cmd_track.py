@@ -120,8 +120,8 @@ def _track(session, out, args: argparse.Namespace) -> int:
     source, pipeline, tracker = session.source, session.pipeline, session.tracker
     meta = session.recording_meta()
     total = min(x for x in (source.num_frames, session.options.max_frames, float("inf")) if x is not None)
-    bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,
-               file=sys.stderr, dynamic_ncols=True)
+    # Made once the recording is open: from the moment the bar shows, Ctrl+C leaves a closed recording.
+    bar = None
     shape_version = -1
     last_with_face = None
     interrupted = False
@@ -129,6 +129,8 @@ def _track(session, out, args: argparse.Namespace) -> int:
     try:
         with RecordingWriter(out, meta, overwrite=args.overwrite) as writer:
             try:
+                bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,
+                           file=sys.stderr, dynamic_ncols=True)
                 for result in pipeline.run():
                     track = result.track
                     if track.shape_version != shape_version:
@@ -149,13 +151,13 @@ def _track(session, out, args: argparse.Namespace) -> int:
             writer.close(summary={**pipeline.stats.summary(), "ended_by": ended_by, **focal_record(last_with_face),
                                   "segments": segments.records()})
     except SourceError as exc:
-        bar.close()
+        _close_bar(bar)
         return _error(f"{exc}; the frames before it are saved in {out}", EXIT_FAILED)
     except RecordingError as exc:
-        bar.close()
+        _close_bar(bar)
         return _error(exc, EXIT_FAILED)
     finally:
-        bar.close()
+        _close_bar(bar)
     stats = pipeline.stats
     if interrupted:
         eprint(f"flamecam track: interrupted after {stats.frames} frames; the recording {out} is closed and readable")
@@ -198,6 +200,11 @@ def _track(session, out, args: argparse.Namespace) -> int:
         print("\n".join(segments.lines(lambda track: focal_summary(track, source.size[0]))))
     print(f"recording: {out}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _close_bar(bar) -> None:
+    if bar is not None:
+        bar.close()
 
 
 def focal_record(track) -> dict:

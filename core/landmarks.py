@@ -74,42 +74,16 @@ def quiet_native_startup():
         yield
         return
     # Ctrl+C while stderr points at the file would lose the "interrupted" line: held until it is back.
-    with _signals_deferred():
+    from core.signals import interrupts_deferred  # noqa: PLC0415
+
+    with interrupts_deferred():
         with _filtered_stderr():
             yield
 
 
 @contextlib.contextmanager
-def _signals_deferred():
-    """In the main thread, hold SIGINT/SIGTERM handled by Python code until the block ends, then raise
-    KeyboardInterrupt (elsewhere signals never reach Python code: nothing to do)."""
-    import signal  # noqa: PLC0415
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    saved = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(sig)
-        if callable(handler):
-            saved[sig] = handler
-            signal.signal(sig, lambda signum, _frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-    if caught:
-        raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
 def _filtered_stderr():
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr replaced by something without a descriptor
-        fd = 2
+    fd = 2  # where native code writes (sys.stderr may be a wrapper over another descriptor, as under pytest)
     with _STDERR_LOCK, tempfile.TemporaryFile() as capture:
         try:
             sys.stderr.flush()

@@ -29,7 +29,7 @@ import numpy as np
 from core.constants import POSED_STATES
 from core.head_model import HeadModel
 from core.landmarks import FaceLandmarker, LandmarkerOptions, LandmarkResult
-from core.segments import SegmentOptions, Segmenter
+from core.segments import SegmentOptions, Segmenter, distinct_faces
 from core.sources import Frame, FrameSource
 from core.tracker import FramePrior, Tracker, TrackResult
 
@@ -302,7 +302,7 @@ class TrackingPipeline:
     def _track(self, frame: Frame, lm: LandmarkResult, landmarks_ms: float, read_at: float) -> FrameResult:
         t0 = time.perf_counter()
         warnings = []
-        faces = () if lm.face is None else (lm.face, *lm.others)
+        faces = distinct_faces(() if lm.face is None else (lm.face, *lm.others))
         decision = self.segmenter.update(frame.rgb, faces, frame.timestamp_s, frame.index)
         if decision.start is not None:
             if decision.start.kind != "start":
@@ -312,8 +312,8 @@ class TrackingPipeline:
             if decision.start.reset_focal and hasattr(self.prior_fn, "reset"):
                 self.prior_fn.reset()  # the regressor's focal belief belongs to the old shot
         face = decision.face
-        if face is not lm.face:  # the followed person first, as LandmarkResult.face
-            lm = replace(lm, face=face, others=tuple(f for f in faces if f is not face))
+        if face is not lm.face or len(faces) != lm.num_faces:  # the followed person first, as LandmarkResult.face
+            lm = replace(lm, face=face, others=tuple(f for f in faces if f is not face), num_faces=len(faces))
         if lm.num_faces > 1:
             warnings.append(f"{lm.num_faces} faces in view; tracking the person chosen at the segment's start "
                             f"(--face {self.landmarker_options.select}), followed by position and size")

@@ -134,7 +134,10 @@ class Regressor:
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 1):
-        import onnxruntime as ort  # noqa: PLC0415
+        from core.signals import interrupts_deferred  # noqa: PLC0415
+
+        with interrupts_deferred():  # Ctrl+C inside its import would become "ImportError: initialization failed"
+            import onnxruntime as ort  # noqa: PLC0415
 
         self.path = Path(path)
         if not self.path.is_file():

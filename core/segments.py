@@ -231,6 +231,30 @@ def motion(a: FaceFeatures, b: FaceFeatures) -> tuple[float, float]:
             abs(math.log(b.size_px / a.size_px)))
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, w, h) boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def distinct_faces(faces, max_iou: float = 0.5) -> list:
+    """``faces`` without duplicates: MediaPipe in video mode can report one face twice for a frame
+    (its tracked region from the previous frame and a new detection, e.g. at a cut); of boxes
+    overlapping by more than ``max_iou`` the larger is kept. Order otherwise unchanged."""
+    faces = list(faces)
+    if len(faces) < 2:
+        return faces
+    area = [float(f.box_px[2] * f.box_px[3]) for f in faces]
+    keep = []
+    for i in sorted(range(len(faces)), key=lambda k: -area[k]):
+        if all(box_iou(np.asarray(faces[i].box_px, float), np.asarray(faces[k].box_px, float)) <= max_iou for k in keep):
+            keep.append(i)
+    return [faces[i] for i in sorted(keep)]
+
+
 def select_by_rule(faces, image_size: tuple[int, int], rule: str) -> int:
     """Index of the face the ``--face`` rule picks (see ``core.landmarks.select_faces``)."""
     from core.landmarks import select_faces  # noqa: PLC0415
@@ -255,6 +279,8 @@ class Segmenter:
         self._person_seen_s: float | None = None
         self._person_colour: np.ndarray | None = None  # running mean of the person's colour histogram
         self._previous_boxes: list[np.ndarray] = []  # every face of the last frame that had faces
+        self._previous_others: list[np.ndarray] = []  # ... but the followed one
+        self._person_in_previous = False  # the followed face was among them
         self.segment_id = -1
         self._segment_frames = 0
         self.segments: list[SegmentStart] = []
@@ -265,7 +291,7 @@ class Segmenter:
 
     def update(self, rgb: np.ndarray, faces, timestamp_s: float, frame_index: int) -> SegmentDecision:
         """``faces``: every :class:`core.landmarks.FaceObservation` of the frame (any order)."""
-        faces = list(faces)
+        faces = distinct_faces(faces)
         o = self.options
         size = (rgb.shape[1], rgb.shape[0])
         thumb = background_thumbnail(rgb, [f.box_px for f in faces])
@@ -299,6 +325,8 @@ class Segmenter:
                     start = person_start
         if faces:  # a face that vanishes for a frame or two is still "there" for _is_new
             self._previous_boxes = [np.asarray(f.box_px, np.float64) for f in faces]
+            self._previous_others = [np.asarray(f.box_px, np.float64) for f in faces if f is not face]
+            self._person_in_previous = face is not None
         return SegmentDecision(face, start, len(faces))
 
     # -- internals ------------------------------------------------------------------------------
@@ -341,6 +369,8 @@ class Segmenter:
         allowed_scale = o.jump_scale + o.gap_scale_per_s * gap_s
         best, best_cost = None, float("inf")
         for i, feat in enumerate(features):
+            if not self._person_in_previous and self._continues(faces[i], self._previous_others):
+                continue  # someone who was in view while the person was away: not the person coming back
             move, scale = motion(self._person, feat)
             if move <= allowed_move and scale <= allowed_scale:
                 cost = move / allowed_move + scale / allowed_scale
@@ -378,16 +408,20 @@ class Segmenter:
         return None, None
 
     def _is_new(self, face) -> bool:
-        """A face that continues none of the previous frame's faces."""
+        """A face that continues none of the faces of the last frame with faces."""
+        return not self._continues(face, self._previous_boxes)
+
+    def _continues(self, face, boxes) -> bool:
+        """Whether ``face`` is where one of ``boxes`` (x0, y0, w, h) was, within a frame's motion."""
         o = self.options
         box = np.asarray(face.box_px, np.float64)
         centre, size = box[:2] + box[2:] / 2, math.sqrt(max(box[2] * box[3], 1e-6))
-        for old in self._previous_boxes:
+        for old in boxes:
             old_centre, old_size = old[:2] + old[2:] / 2, math.sqrt(max(old[2] * old[3], 1e-6))
             if (np.linalg.norm(centre - old_centre) / old_size <= o.jump_move
                     and abs(math.log(size / old_size)) <= o.jump_scale):
-                return False
-        return True
+                return True
+        return False
 
     def _identity_jump(self, geometry: float, appearance: float) -> bool:
         o = self.options

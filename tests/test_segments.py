@@ -158,7 +158,7 @@ def test_when_the_person_leaves_other_faces_take_over_after_a_while():
     results = track_frames(frames, 30)
     switch = next(r.track.frame_index for r in results if r.track.segment_id == 1)
     assert starts(results) == [(0, "start", True), (switch, "person_change", False)]
-    assert 1.0 * 30 <= switch - gone <= 1.0 * 30 + 2  # SegmentOptions.switch_after_s = 1 s
+    assert abs((switch - (gone - 1)) - 30) <= 2  # SegmentOptions.switch_after_s = 1 s after A was last seen
     waiting = [r.track for r in results[gone:switch]]
     assert {t.tracking_state for t in waiting} == {"other_faces"}
     assert all(np.isnan(t.rotation).all() and np.isnan(t.translation).all() for t in waiting)
