@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.exit_codes import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED
+from app.exit_codes import EXIT_BAD_INPUT, HELP_EXIT_CODES, EXIT_INTERRUPTED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,7 +16,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="flamecam", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES_HELP,
+        prog="flamecam", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HELP_EXIT_CODES,
         description="Track a 3D head model (FLAME) with a perspective camera, including its focal length.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each entry: (name, module) where module defines add_arguments(parser) and run(args) -> int.

@@ -15,7 +15,7 @@ EXIT_REFUSED = 4  # calibrate: the calibration was too poor to save
 EXIT_INTERRUPTED = 130  # Ctrl+C or SIGTERM (what was recorded is closed and readable)
 
 # `flamecam --help` prints this; the README's table says the same.
-EXIT_CODES_HELP = """exit codes:
+HELP_EXIT_CODES = """exit codes:
   0    done
   1    failed on the way (disk full, codec, a camera that vanished; what was recorded is kept)
   2    bad input: a bad option, a missing or unreadable file, a wrong model file

@@ -245,3 +245,21 @@ def test_sigterm_records_the_run_as_interrupted(tmp_path):
     assert len(rec) > 0 and rec.complete and rec.interrupted
     assert rec.summary["frames"] == len(rec)
     assert b"Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "{tmp}/missing.fcrec", "--npz", "{tmp}/x.npz"],
+    ["render", "--source", "{tmp}/missing.mp4", "-o", "{tmp}/x.mp4"],
+    ["calibrate", "{tmp}/missing.mp4"],
+    ["convert-ict", "{tmp}/no_clone", "-o", "{tmp}/x.npz"],
+    ["train-regressor", "--model", "{tmp}/missing.pkl", "-o", "{tmp}/x.onnx"],
+    ["track", "{tmp}/missing.mp4", "-o", "{tmp}/x.fcrec"],
+    ["track", "synthetic", "--model", "{tmp}/random.pkl", "-o", "{tmp}/y.fcrec"],
+])
+def test_every_command_refuses_bad_input_with_exit_2_and_one_line(tmp_path, command):
+    (tmp_path / "random.pkl").write_bytes(bytes(range(44, 256)) * 8)
+    args = [part.format(tmp=tmp_path) for part in command]
+    proc = subprocess.run(FLAMECAM + args, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if not _notice(line)]
+    assert_one_error_line(errors, command[0])
