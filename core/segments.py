@@ -66,7 +66,7 @@ class SegmentOptions:
     0.23 for the others), across a cut between two clips it is 0.56 or more (two takes from one room)
     and usually about 1; the cut's robust z-score is 50-120."""
 
-    enabled: bool = True
+    enabled: bool = True  # False: one segment, the rule picks the face in every frame
     face_rule: str = "largest"  # largest | centre: picks the person at a segment's start
     window: int = 150  # frames of running statistics
     min_samples: int = 12  # before that many frames, only the absolute limits decide
@@ -294,6 +294,11 @@ class Segmenter:
         faces = distinct_faces(faces)
         o = self.options
         size = (rgb.shape[1], rgb.shape[0])
+        if not o.enabled:  # one segment; the rule picks in every frame
+            start = self._start(frame_index, timestamp_s, "start", True, "the first frame", {}) \
+                if self.segment_id < 0 else None
+            face = faces[select_by_rule(faces, size, o.face_rule)] if faces else None
+            return SegmentDecision(face, start, len(faces))
         thumb = background_thumbnail(rgb, [f.box_px for f in faces])
         start = None
         if self.segment_id < 0:

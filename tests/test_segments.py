@@ -340,3 +340,22 @@ def test_flame_npz_carries_the_segments(tmp_path):
     np.testing.assert_allclose(arrays["betas"][4], ids[2], rtol=1e-6)
     np.testing.assert_allclose(arrays["betas"][5], ids[5], rtol=1e-6)
 
+
+
+def test_segments_can_be_switched_off():
+    """SegmentOptions(enabled=False): one segment whatever happens, the rule picks in every frame."""
+    from core.segments import SegmentOptions, Segmenter
+
+    frames = synthetic_frames(6, seed=1, still=0, background="random", **SIZE)
+    frames += synthetic_frames(6, seed=2, still=0, background="random", **SIZE)
+    from core.landmarks import FaceLandmarker, LandmarkerOptions
+
+    on, off = Segmenter(), Segmenter(SegmentOptions(enabled=False))
+    with FaceLandmarker(LandmarkerOptions(running_mode="video")) as landmarker:
+        for i, rgb in enumerate(frames):
+            lm = landmarker.detect(rgb, i * 33)
+            faces = [] if lm.face is None else [lm.face, *lm.others]
+            on.update(rgb, faces, i / 30, i)
+            assert off.update(rgb, faces, i / 30, i).face is (lm.face if faces else None)
+    assert [s.kind for s in off.segments] == ["start"]
+    assert [s.kind for s in on.segments] == ["start", "scene_cut"]  # the same frames with segments on
