@@ -5,6 +5,7 @@ come from ``core.synthetic``. Nothing here is written into the repository.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -13,7 +14,8 @@ import pytest
 
 from core.sources import Frame, FrameSource
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+# FLAMECAM_REAL overrides (like FLAMECAM_ICT; /nonexistent shows what a clone without ../shared runs).
+REAL = Path(os.environ.get("FLAMECAM_REAL", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"))
 
 
 def real_clip(name: str) -> Path:
