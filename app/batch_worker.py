@@ -115,7 +115,7 @@ def track_file(job: FileJob, send: Callable[[tuple], None] = lambda message: Non
         if stats.frames_with_face == 0:
             raise SourceError(f"no face found in any of {stats.frames} frames")
         if job.refine:
-            write_refined(session, tmp, meta)
+            write_refined(session, tmp, meta, segments=run.segments)
         tmp.replace(out)
         _fsync_folder(out.parent)
         rec = load_recording(out)

@@ -4,14 +4,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.exit_codes import EXIT_CODES_HELP
+from app.exit_codes import EXIT_BAD_INPUT, HELP_EXIT_CODES, EXIT_INTERRUPTED
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors (its own print the usage first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flamecam",
-        description="Track a 3D head model (FLAME) with a perspective camera, including its focal length.",
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="flamecam", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HELP_EXIT_CODES,
+        description="Track a 3D head model (FLAME) with a perspective camera, including its focal length.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each entry: (name, module) where module defines add_arguments(parser) and run(args) -> int.
     for name, module, help_text in COMMANDS:
@@ -37,14 +43,30 @@ COMMANDS: list[tuple[str, str, str]] = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        # No command: the app on a desktop, the headless tracker (with a notice) without a display.
-        from app.cmd_gui import run_default  # noqa: PLC0415
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            # No command: the app on a desktop, the headless tracker (with a notice) without a display.
+            from app.cmd_gui import run_default  # noqa: PLC0415
 
-        return run_default()
-    return int(args._run(args) or 0)
+            return run_default()
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:  # Ctrl+C where a command does not handle it (start-up, imports): one line
+        print("flamecam: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if argv is None:  # the process's own command line (not a test calling main)
+            _ignore_interrupts_while_exiting()
+
+
+def _ignore_interrupts_while_exiting() -> None:
+    """The command has ended and said so: a late Ctrl+C must not print a traceback from the shutdown."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, cli_error
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("clone", metavar="PATH_TO_ICT_FACEKIT_CLONE",
@@ -30,11 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output).expanduser()
     if out.exists() and not args.force:
-        print(f"flamecam convert-ict: {out} exists; pass --force to overwrite it", file=sys.stderr)
-        return 2
+        return cli_error("convert-ict", f"{out} exists; pass --force to overwrite it")
     if out.is_dir():
-        print(f"flamecam convert-ict: {out} is a folder; -o takes a file name such as ict_head.npz", file=sys.stderr)
-        return 2
+        return cli_error("convert-ict", f"{out} is a folder; -o takes a file name such as ict_head.npz")
 
     def say(message: str) -> None:
         if not args.quiet:
@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
         layout = IctLayout.from_json(args.layout) if args.layout else ICT_LAYOUT
         result = convert_ict(args.clone, out, layout, progress=say)
         head = load_ict(out)  # proves the file is usable before reporting success
-    except (IctConvertError, ModelFileError) as exc:
-        print(f"flamecam convert-ict: {exc}", file=sys.stderr)
-        return 1
+    except IctConvertError as exc:  # not a clone, another version, a bad layout file: the user's input
+        return cli_error("convert-ict", exc, EXIT_BAD_INPUT)
+    except ModelFileError as exc:  # what we wrote does not load back
+        return cli_error("convert-ict", exc, EXIT_FAILED)
     except OSError as exc:  # e.g. a full disk or an unwritable folder while writing OUT.npz
-        print(f"flamecam convert-ict: cannot write {out}: {exc}", file=sys.stderr)
-        return 1
+        return cli_error("convert-ict", f"cannot write {out}: {exc}", EXIT_FAILED)
     paint = ", ".join(f"{k} {v}" for k, v in result.paint_counts.items())
     print(f"wrote {out}: {head.num_vertices} vertices, {result.num_faces} triangles, {head.num_shape} identity and "
           f"{head.num_expr} expression components"

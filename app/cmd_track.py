@@ -143,8 +143,12 @@ def _track(session, out, args: argparse.Namespace, streamer=None) -> int:
     source, pipeline = session.source, session.pipeline
     meta = session.recording_meta()
     total = min(x for x in (source.num_frames, session.options.max_frames, float("inf")) if x is not None)
-    bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = None
+
+    def open_bar() -> None:  # once the recording is open: from then on Ctrl+C leaves a closed recording
+        nonlocal bar
+        bar = tqdm(total=None if total == float("inf") else int(total), unit="frame", disable=args.quiet,
+                   file=sys.stderr, dynamic_ncols=True)
 
     def show(result) -> None:
         if streamer is not None:
@@ -156,16 +160,16 @@ def _track(session, out, args: argparse.Namespace, streamer=None) -> int:
                             f"ρ={track.rho_per_m:.2f}/m  {track.tracking_state}", refresh=False)
 
     try:
-        run = record_run(session, out, meta, overwrite=args.overwrite, on_result=show)
+        run = record_run(session, out, meta, overwrite=args.overwrite, on_result=show, on_open=open_bar)
     except SourceError as exc:
-        bar.close()
+        _close_bar(bar)
         return _error(f"{exc}; the frames before it are saved in {out}", EXIT_FAILED)
     except RecordingError as exc:
-        bar.close()
+        _close_bar(bar)
         return _error(exc, EXIT_FAILED)
     finally:
-        bar.close()
-    stats, interrupted, last_with_face = pipeline.stats, run.interrupted, run.last_with_face
+        _close_bar(bar)
+    stats, interrupted, last_with_face, segments = pipeline.stats, run.interrupted, run.last_with_face, run.segments
     if interrupted:
         eprint(f"flamecam track: interrupted after {stats.frames} frames; the recording {out} is closed and readable")
         if stats.frames_with_face == 0:
@@ -177,19 +181,26 @@ def _track(session, out, args: argparse.Namespace, streamer=None) -> int:
                       EXIT_NO_FACE)
     if args.refine and not interrupted:
         eprint(f"refining {len(session.tracker.history)} frames jointly ...")
-        last_with_face = write_refined(session, out, meta)
+        last_with_face = write_refined(session, out, meta, segments=segments)
     summary = stats.summary()
     print(f"tracked {stats.frames} frames ({stats.frames_with_face} with a face) at {summary['fps']:.1f} fps "
           f"(tracker p50 {summary['tracker_ms_p50']:.1f} ms, landmarks p50 {summary['landmarks_ms_p50']:.1f} ms)"
           + (" — interrupted" if interrupted else ""))
     if last_with_face is not None:
         print(focal_summary(last_with_face, source.size[0]))
+    if len(segments) > 1:
+        print("\n".join(segments.lines(lambda track: focal_summary(track, source.size[0]))))
     print(f"recording: {out}")
     if streamer is not None:
         streamer.close()  # what was still waiting is sent, so the counts are final
         for status in streamer.status.targets:
             print(f"stream: {status.describe()}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _close_bar(bar) -> None:
+    if bar is not None:
+        bar.close()
 
 
 def focal_record(track) -> dict:
@@ -229,29 +240,35 @@ class RunOutcome:
 
     interrupted: bool
     last_with_face: object | None  # core.tracker.TrackResult
+    segments: object  # core.segments.SegmentLog
 
 
-def record_run(session, out, meta, overwrite: bool = False, on_result=None, summary_extra: dict | None = None
-               ) -> RunOutcome:
+def record_run(session, out, meta, overwrite: bool = False, on_result=None, summary_extra: dict | None = None,
+               on_open=None) -> RunOutcome:
     """Run ``session``'s pipeline to its end and write every frame (and identity change) to the recording
     ``out``, closed with the run's statistics (plus ``summary_extra``). ``on_result(FrameResult)`` is
-    called after each frame is written. Ctrl+C stops the run and closes the recording (``interrupted``);
+    called after each frame is written, ``on_open()`` once the recording is open. Ctrl+C stops the run and closes the recording (``interrupted``);
     a source failure (:class:`core.sources.SourceError`) or a write failure
     (:class:`core.recording.RecordingError`) is raised after the frames before it are saved."""
     from core.recording import RecordingWriter  # noqa: PLC0415
+    from core.segments import SegmentLog  # noqa: PLC0415
 
     pipeline = session.pipeline
     shape_version = -1
     last_with_face = None
     interrupted = False
+    segments = SegmentLog()
     with RecordingWriter(out, meta, overwrite=overwrite) as writer:
         try:
+            if on_open is not None:
+                on_open()
             for result in pipeline.run():
                 track = result.track
                 if track.shape_version != shape_version:
                     writer.write_identity(track.frame_index, track.shape)
                     shape_version = track.shape_version
                 writer.write_track_result(track)
+                segments.add(track)
                 if track.tracking_state in ("tracking", "reacquired"):
                     last_with_face = track
                 if on_result is not None:
@@ -261,13 +278,14 @@ def record_run(session, out, meta, overwrite: bool = False, on_result=None, summ
             pipeline.stop.set()
         ended_by = "interrupted" if interrupted else "finished"
         writer.close(summary={**pipeline.stats.summary(), **focal_record(last_with_face), **(summary_extra or {}),
-                              "ended_by": ended_by})
-    return RunOutcome(interrupted, last_with_face)
+                              "segments": segments.records(), "ended_by": ended_by})
+    return RunOutcome(interrupted, last_with_face, segments)
 
 
-def write_refined(session, out, meta, summary_extra: dict | None = None):
+def write_refined(session, out, meta, summary_extra: dict | None = None, segments=None):
     """Refine the tracked sequence jointly (``--refine``) and rewrite the recording ``out`` with it (through a
-    temporary file renamed over ``out``); returns the last refined frame's TrackResult."""
+    temporary file renamed over ``out``; the online segments are kept); returns the last refined frame's
+    TrackResult."""
     from core.recording import RecordingWriter  # noqa: PLC0415
     from core.recording import load as load_recording  # noqa: PLC0415
 
@@ -278,14 +296,18 @@ def write_refined(session, out, meta, summary_extra: dict | None = None):
     online = load_recording(out)
     tmp = out.with_name(out.name + ".refining")
     with RecordingWriter(tmp, meta, overwrite=True) as writer:
-        writer.write_identity(0, tracker.shape.cpu().numpy())
+        if len(online.segment_ids) <= 1:
+            writer.write_identity(0, tracker.shape.cpu().numpy())
         for i, index in enumerate(online.frame_index.tolist()):
+            if online.segments and (i == 0 or online.segment_id[i] != online.segment_id[i - 1]):
+                writer.write_segment(online.segment_info(int(online.segment_id[i])))
             if index in by_index:
                 writer.write_track_result(by_index[index])
             else:
                 writer.write_frame(online.frame(i))
-        writer.close(summary={**stats.summary(), **focal_record(refined[-1]), **(summary_extra or {}), "refined": True,
-                              "ended_by": "finished"})
+        extra = {"segments": segments.records()} if segments is not None else {}
+        writer.close(summary={**stats.summary(), **focal_record(refined[-1]), **(summary_extra or {}), **extra,
+                              "refined": True, "ended_by": "finished"})
     tmp.replace(out)
     return refined[-1]
 

@@ -15,14 +15,15 @@ EXIT_REFUSED = 4  # calibrate: the calibration was too poor to save
 EXIT_SOME_FAILED = 4  # batch: some inputs failed (each one is in batch_report.csv/.json)
 EXIT_INTERRUPTED = 130  # Ctrl+C or SIGTERM (what was recorded is closed and readable)
 
-
-EXIT_CODES_HELP = """exit codes (every command; a failure prints one line 'flamecam COMMAND: error: ...'):
-  0    ok (batch: every input done or already complete)
-  1    failure on the way (disk, codec, a model that cannot be embedded)
-  2    bad input: a missing or unreadable file, a wrong model file, a bad option
+# `flamecam --help` prints this; the README's table says the same.
+HELP_EXIT_CODES = """exit codes:
+  0    done (batch: every input done or already complete)
+  1    failed on the way (disk full, codec, a camera that vanished; what was recorded is kept)
+  2    bad input: a bad option, a missing or unreadable file, a wrong model file
   3    track: no face in the whole source
-  4    calibrate: calibration too poor to save; batch: some inputs failed (batch_report.csv)
-  130  interrupted (Ctrl+C or SIGTERM); recordings are closed and readable"""
+  4    calibrate: the calibration was too poor to save; batch: some inputs failed (batch_report.csv)
+  130  interrupted (Ctrl+C or SIGTERM; the recording is closed and readable; batch: run again to resume)
+Every failure prints one line: flamecam COMMAND: error: WHAT (and how to fix it)."""
 
 
 def cli_error(command: str, message, code: int = EXIT_BAD_INPUT) -> int:

@@ -12,7 +12,11 @@ NUM_SURFACE_LANDMARKS = 468
 NUM_BLENDSHAPES = 52
 
 FocalState = Literal["fixed", "not_observable", "estimating", "converged"]
-TrackingState = Literal["tracking", "lost", "reacquired", "no_face"]
+# no_face: no face fitted yet in the segment; lost: the tracked face is not in view; other_faces: faces are
+# in view but none is the tracked person (core.segments follows one person).
+TrackingState = Literal["tracking", "lost", "reacquired", "no_face", "other_faces"]
 # Recording codes are the index in these tuples: append, never reorder.
 FOCAL_STATES: tuple[str, ...] = ("fixed", "not_observable", "estimating", "converged")
-TRACKING_STATES: tuple[str, ...] = ("tracking", "lost", "reacquired", "no_face")
+TRACKING_STATES: tuple[str, ...] = ("tracking", "lost", "reacquired", "no_face", "other_faces")
+# States whose frames carry a fitted pose (the others have NaN pose fields).
+POSED_STATES: tuple[str, ...] = ("tracking", "reacquired")

@@ -229,7 +229,8 @@ def flame_arrays(rec: Recording, head: HeadModel) -> dict[str, np.ndarray]:
     axis-angle, ``transl`` (N, 3) from :func:`core.head_model.flame_translation`, so that
     ``FLAME(**those).vertices · diag(1, -1, -1)`` are flamecam's camera-space vertices. Also
     ``intrinsics`` (N, 4) fx, fy, cx, cy in pixels, ``image_size`` (W, H), ``frame_rate_hz`` (NaN
-    when unknown), ``frame_index``, ``timestamp_s`` and ``valid`` (False: no pose, rows are NaN).
+    when unknown), ``frame_index``, ``timestamp_s``, ``valid`` (False: no pose, rows are NaN) and
+    ``segment_id`` (N,) (segments: shot cuts or other people, each with its own ``betas``).
     Raises ValueError for models that are not FLAME-articulated.
     """
     if not head.is_articulated or tuple(head.joint_names) != FLAME_JOINT_NAMES:
@@ -250,6 +251,7 @@ def flame_arrays(rec: Recording, head: HeadModel) -> dict[str, np.ndarray]:
         "image_size": np.array([rec.meta.image_width, rec.meta.image_height], np.int64),
         "frame_rate_hz": np.array(rate if rate else np.nan, np.float64),
         "frame_index": rec.frame_index.copy(), "timestamp_s": rec.timestamp_s.copy(), "valid": finite_frames(rec),
+        "segment_id": rec.segment_id.astype(np.int32),
     }
 
 

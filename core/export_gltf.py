@@ -5,7 +5,11 @@ What the file holds (every value comes from the recording and its head model):
 * **The mesh** with the identity baked in: ``v_template + shapedirs·β`` with β the recording's
   last identity (``Recording.shape``; a take whose identity was refined mid-take gets a note, and
   frames recorded under an earlier identity are shown with the last one). Smooth normals of that
-  neutral mesh; vertex colours (``COLOR_0``) when the model has an albedo.
+  neutral mesh; vertex colours (``COLOR_0``) when the model has an albedo. A take of several
+  **segments** (shot cuts, other people: ``core.segments``) keeps the model's mean head as the mesh
+  and gives each segment its identity as one more morph target, ``identity_segment_K`` (β of the
+  segment's last frame), weight 1 in that segment's frames and 0 elsewhere; for articulated models
+  the joints follow it (they are animated per frame anyway, below).
 * **Morph targets**: the expression basis (one target per expression coefficient, named by the
   model's expression names in ``mesh.extras.targetNames``, which Blender uses for its shape keys)
   and, for articulated models, the pose correctives (``posedirs``: 9 per non-root joint, weight
@@ -199,7 +203,12 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
     steps = 4
     report = progress or (lambda done, total: None)
     result = GltfExportResult(path=target, frames=len(rec), hidden_frame_indices=rec.frame_index[~valid].tolist())
-    if len(rec.identity_frame_index) > 1 and not np.allclose(rec.identity_shape, rec.identity_shape[-1]):
+    segment_ids = rec.segment_ids
+    per_segment = len(segment_ids) > 1
+    if per_segment:
+        result.notes.append(f"the take has {len(segment_ids)} segments (shot cuts or other people); each has its "
+                            "own identity, as the morph targets identity_segment_K (its last estimate)")
+    elif len(rec.identity_frame_index) > 1 and not np.allclose(rec.identity_shape, rec.identity_shape[-1]):
         result.notes.append(
             f"the identity changed {len(rec.identity_frame_index) - 1} times during the take; the glTF mesh uses the "
             f"last one (from frame {int(rec.identity_frame_index[-1])}) for every frame")
@@ -212,12 +221,21 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
     translation_gl = hold_nearest(rec.translation.astype(np.float64), valid) * AXES_CV_TO_GL
 
     num_shape, num_expr = rec.shape.shape[0], expr.shape[1]
-    shape = rec.shape.astype(np.float64)
-    v_shaped = head.v_template.astype(np.float64) + np.einsum("vcs,s->vc", head.shapedirs[:, :, :num_shape], shape)
+    shape = np.zeros(num_shape) if per_segment else rec.shape.astype(np.float64)
+    shapedirs = head.shapedirs[:, :, :num_shape].astype(np.float64)
+    v_shaped = head.v_template.astype(np.float64) + np.einsum("vcs,s->vc", shapedirs, shape)
     targets = [head.exprdirs[:, :, k] for k in range(num_expr)]
     names = (list(head.expression_names[:num_expr]) if head.expression_names
              else [f"expr_{k:03d}" for k in range(num_expr)])
     weights = [expr]
+    identity_offsets = None  # (K, V, 3) each segment's identity, when the take has several
+    if per_segment:
+        betas = rec.segment_shape()
+        identity_offsets = np.stack([np.einsum("vcs,s->vc", shapedirs, betas[k].astype(np.float64))
+                                     for k in segment_ids])
+        targets += list(identity_offsets)
+        names += [f"identity_segment_{k}" for k in segment_ids]
+        weights.append((rec.segment_id[:, None] == np.array(segment_ids)[None]).astype(np.float64))
 
     gltf = gl.GLTF2(asset=gl.Asset(generator="flamecam", version="2.0"), scene=0)
     blob = _Blob(gltf)
@@ -235,6 +253,9 @@ def export_gltf(rec: Recording, head: HeadModel, target: str | Path, overwrite: 
         joints_bind = j_reg @ v_shaped  # (J, 3)
         joints_expr = np.einsum("jv,vce->jce", j_reg, head.exprdirs[:, :, :num_expr])
         joints = joints_bind + np.einsum("jce,ne->njc", joints_expr, expr)  # (N, J, 3)
+        if identity_offsets is not None:  # each frame's joints regressed from its segment's identity
+            joints_identity = np.einsum("jv,kvc->kjc", j_reg, identity_offsets)  # (K, J, 3)
+            joints = joints + joints_identity[np.searchsorted(np.array(segment_ids), rec.segment_id)]
     coeffs = np.concatenate(weights, 1)  # (N, T): the model's own coefficient of each target
     offset, scale, weights = morph_ranges(coeffs)
     report(1, steps)

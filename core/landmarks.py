@@ -6,8 +6,11 @@ Several faces: the configured one is kept (largest by default) and the count is 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 # MediaPipe's C++ logging (glog/absl) prints start-up chatter to stderr; keep warnings and errors only.
+# (mediapipe 1.2.2 logs through absl, which reads no environment variable: see quiet_native_startup.)
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,13 +49,75 @@ def arkit_name(name: str) -> str:
     return re.sub(r"(Left|Right)$", lambda m: "_" + m.group(1)[0], name)
 
 
+# What MediaPipe 1.2.2 prints on stderr while a landmarker is created (absl and TF Lite INFO/WARNING
+# lines): "W0000 00:00:1796534738.359970 2211 face_landmarker_graph.cc:181] Sets FaceBlendshapesGraph
+# acceleration to xnnpack by default.", "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", and
+# absl's note about logging before its initialisation. Errors (E/F lines) are not matched.
+NATIVE_CHATTER = re.compile(
+    r"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-]+:\d+\] .*"
+    r"|INFO: .*"
+    r"|WARNING: (?:Logging before InitGoogle\(\)|All log messages before absl::InitializeLog\(\)).*)$")
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_native_startup():
+    """Drop MediaPipe's start-up chatter (:data:`NATIVE_CHATTER`) from stderr, keep everything else.
+
+    absl's C++ logging, which mediapipe 1.2.2 uses, reads no environment variable and the Python
+    package exposes no switch, so file descriptor 2 is pointed at a temporary file while the block
+    runs (landmarker creation: every line above is printed before it returns); afterwards every line
+    that is not chatter (an error, another thread's message) is written to the real stderr.
+    ``FLAMECAM_NATIVE_LOGS=1`` keeps everything.
+    """
+    if os.environ.get("FLAMECAM_NATIVE_LOGS") == "1":
+        yield
+        return
+    # Ctrl+C while stderr points at the file would lose the "interrupted" line: held until it is back.
+    from core.signals import interrupts_deferred  # noqa: PLC0415
+
+    with interrupts_deferred():
+        with _filtered_stderr():
+            yield
+
+
+@contextlib.contextmanager
+def _filtered_stderr():
+    fd = 2  # where native code writes (sys.stderr may be a wrapper over another descriptor, as under pytest)
+    with _STDERR_LOCK, tempfile.TemporaryFile() as capture:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(fd)
+        except OSError:  # no stderr descriptor at all (some GUI launches): nothing to keep clean
+            yield
+            return
+        os.dup2(capture.fileno(), fd)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines()
+                    if not NATIVE_CHATTER.match(line)]
+            if kept:
+                os.write(fd, ("\n".join(kept) + "\n").encode("utf-8", "replace"))
+
+
 @dataclass(frozen=True)
 class LandmarkerOptions:
     """How to run the landmarker. ``model_path`` None resolves it (see ``core.assets``)."""
 
     model_path: str | None = None
     running_mode: Literal["image", "video", "live_stream"] = "video"
-    max_faces: int = 2  # look for more than one so that "several faces" can be reported
+    # Faces to look for: enough for a small group, so the tracked person is chosen among the people in
+    # view (core.segments). MediaPipe runs its detector only while it tracks fewer faces than this, and
+    # the landmark model once per face found: one face costs the same as with 1.
+    max_faces: int = 5
     select: Literal["largest", "centre"] = "largest"
     min_detection_confidence: float = 0.5
     min_presence_confidence: float = 0.5
@@ -112,7 +178,8 @@ class FaceLandmarker:
             output_face_blendshapes=options.blendshapes,
             result_callback=self._on_result if options.running_mode == "live_stream" else None,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(mp_options)
+        with quiet_native_startup():
+            self._landmarker = vision.FaceLandmarker.create_from_options(mp_options)
 
     # -- running --------------------------------------------------------------------------
 

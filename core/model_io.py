@@ -22,6 +22,8 @@ FLAME_SHAPE_COLUMNS = 300  # FLAME's shapedirs hold 300 identity then 100 expres
 FLAME_DEFAULT_SHAPE, FLAME_DEFAULT_EXPR = 100, 50
 FLAMECAM_NPZ_FORMAT = "flamecam-head-model"
 FLAMECAM_NPZ_VERSION = 1
+EXPECTED_FILES = ("expected a FLAME .pkl (generic_model.pkl, flame2023.pkl), a head-model .npz (flamecam's own or "
+                  "ICT-FaceKit's from flamecam convert-ict) or 'builtin'")
 FLAME_HELP = ("FLAME is free for research after registering at https://flame.is.tue.mpg.de "
               "(download 'FLAME 2023' or 'FLAME 2020' and pass generic_model.pkl / flame2023.pkl).")
 
@@ -255,11 +257,14 @@ def load_pickle_restricted(path: str | Path) -> object:
     except ModelFileError:
         raise
     except pickle.UnpicklingError as exc:
-        raise ModelFileError(f"{path}: {exc}") from exc
+        if "refusing" in str(exc) or "allowed" in str(exc):  # a pickle, but with content we do not run
+            raise ModelFileError(f"{path}: {exc}") from exc
+        raise ModelFileError(f"{path}: not a readable pickle ({exc}); {EXPECTED_FILES}") from exc
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the file ({exc})") from exc
     except Exception as exc:  # noqa: BLE001  corrupt data fails in many ways; never a raw traceback
-        raise ModelFileError(f"{path}: not a readable model pickle ({type(exc).__name__}: {exc})") from exc
+        raise ModelFileError(f"{path}: not a readable model pickle ({type(exc).__name__}: {exc}); "
+                             f"{EXPECTED_FILES}") from exc
 
 
 # --- FLAME -------------------------------------------------------------------------------
@@ -478,7 +483,7 @@ def _read_npz(path: Path, keys_only: bool = False) -> dict[str, np.ndarray]:
     except ModelFileError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"{path}: unreadable .npz ({type(exc).__name__}: {exc})") from exc
+        raise ModelFileError(f"{path}: unreadable .npz ({type(exc).__name__}: {exc}); {EXPECTED_FILES}") from exc
 
 
 def _truncated(head: HeadModel, path: Path, num_shape: int | None, num_expr: int | None) -> HeadModel:

@@ -12,6 +12,11 @@ thread reads the file as the transport says: at the file's frame rate (latest wi
 so) or as fast as the tracker goes, paused, stepped or seeking. Frames read before the latest seek
 are dropped, and the tracker restarts the pose at a cut (``Tracker.reset_pose``).
 
+Before the tracker, :class:`core.segments.Segmenter` picks the tracked person among the faces in
+view (the ``--face`` rule at a segment's start, continuity after) and finds shot cuts and changes
+of person; a new segment restarts the tracker's identity (and, after a cut, the focal length and
+the regressor's focal belief).
+
 ``with_mesh=True`` (the GUI) also poses the full head mesh in camera space in the engine's thread,
 so a viewer draws it with the frame's intrinsics and never touches torch; :class:`ModelInfo`
 carries the per-model constants (triangles, vertex colours) once.
@@ -26,8 +31,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from core.constants import POSED_STATES
 from core.head_model import HeadModel
 from core.landmarks import FaceLandmarker, LandmarkerOptions, LandmarkResult
+from core.segments import SegmentOptions, Segmenter, distinct_faces
 from core.sources import Frame, FrameSource
 from core.tracker import FramePrior, Tracker, TrackResult
 
@@ -82,19 +89,56 @@ class FrameResult:
         return self.landmarks.num_faces
 
 
+class FrameTimes:
+    """Per-frame timings (landmarks, tracker, latency; ms) for run statistics in bounded memory: every
+    frame while fewer than ``capacity``, then a uniform random sample of the whole run (reservoir
+    sampling, seeded), so a long session does not grow and its percentiles stay the whole run's."""
+
+    COLUMNS = ("landmarks_ms", "tracker_ms", "latency_ms")
+
+    def __init__(self, capacity: int = 8192, seed: int = 0):
+        self._rows = np.zeros((capacity, len(self.COLUMNS)))
+        self._seen = 0
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, *values: float) -> None:
+        capacity = len(self._rows)
+        if self._seen < capacity:
+            self._rows[self._seen] = values
+        else:
+            slot = int(self._rng.integers(0, self._seen + 1))
+            if slot < capacity:
+                self._rows[slot] = values
+        self._seen += 1
+
+    def column(self, name: str) -> list[float]:
+        """The kept samples of one column (every frame's for runs shorter than the capacity)."""
+        return self._rows[:min(self._seen, len(self._rows)), self.COLUMNS.index(name)].tolist()
+
+
 @dataclass
 class PipelineStats:
     frames: int = 0
     frames_with_face: int = 0
     dropped: int = 0
-    landmarks_ms: list[float] = field(default_factory=list)
-    tracker_ms: list[float] = field(default_factory=list)
-    latency_ms: list[float] = field(default_factory=list)
+    times: FrameTimes = field(default_factory=FrameTimes)
     wall_s: float = 0.0
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def landmarks_ms(self) -> list[float]:
+        return self.times.column("landmarks_ms")
+
+    @property
+    def tracker_ms(self) -> list[float]:
+        return self.times.column("tracker_ms")
+
+    @property
+    def latency_ms(self) -> list[float]:
+        return self.times.column("latency_ms")
 
     def summary(self) -> dict:
         pct = lambda v, q: float(np.percentile(v, q)) if v else float("nan")  # noqa: E731
@@ -113,7 +157,8 @@ class TrackingPipeline:
     def __init__(self, source: FrameSource, tracker: Tracker, landmarker_options: LandmarkerOptions | None = None,
                  prior_fn: Callable[[LandmarkResult], FramePrior | None] | None = None, pipelined: bool = True,
                  max_frames: int | None = None, stop: threading.Event | None = None,
-                 undistort: Callable[[np.ndarray], np.ndarray] | None = None, with_mesh: bool = False):
+                 undistort: Callable[[np.ndarray], np.ndarray] | None = None, with_mesh: bool = False,
+                 segments: SegmentOptions | None = None):
         self.source, self.tracker = source, tracker
         self.landmarker_options = landmarker_options or LandmarkerOptions(running_mode="video")
         self.prior_fn = prior_fn  # per-frame FramePrior (e.g. core.regressor.RegressorPrior); None: landmarks only
@@ -129,6 +174,8 @@ class TrackingPipeline:
         self._mesh_layer = None  # HeadModelLayer of the full mesh, built on first use (float32)
         self.transport = None  # core.transport.Transport: play a seekable source as it says (the app)
         self.on_idle: Callable[[], None] | None = None  # with a transport: called ~10x/s while no frame comes
+        seg = segments or SegmentOptions()
+        self.segmenter = Segmenter(replace(seg, face_rule=self.landmarker_options.select))
 
     @property
     def model_info(self) -> ModelInfo:
@@ -137,7 +184,7 @@ class TrackingPipeline:
 
     def _pose_mesh(self, track: TrackResult) -> np.ndarray | None:
         """(V, 3) float32 camera-space vertices of a track result, None when it has no pose."""
-        if track.tracking_state == "no_face":
+        if track.tracking_state not in POSED_STATES:
             return None
         params = (track.shape, track.expr, track.rotation, track.neck_pose, track.jaw_pose, track.eyes_pose,
                   track.translation)
@@ -281,10 +328,23 @@ class TrackingPipeline:
         t0 = time.perf_counter()
         if cut:
             self.tracker.reset_pose()
+            self.segmenter.jumped()
         warnings = []
+        faces = distinct_faces(() if lm.face is None else (lm.face, *lm.others))
+        decision = self.segmenter.update(frame.rgb, faces, frame.timestamp_s, frame.index)
+        if decision.start is not None:
+            if decision.start.kind != "start":
+                warnings.append(f"new segment {decision.start.segment_id} at frame {frame.index}: "
+                                f"{decision.start.reason}")
+            self.tracker.start_segment(decision.start)
+            if decision.start.reset_focal and hasattr(self.prior_fn, "reset"):
+                self.prior_fn.reset()  # the regressor's focal belief belongs to the old shot
+        face = decision.face
+        if face is not lm.face or len(faces) != lm.num_faces:  # the followed person first, as LandmarkResult.face
+            lm = replace(lm, face=face, others=tuple(f for f in faces if f is not face), num_faces=len(faces))
         if lm.num_faces > 1:
-            warnings.append(f"{lm.num_faces} faces in view; tracking the {self.landmarker_options.select} one")
-        face = lm.face
+            warnings.append(f"{lm.num_faces} faces in view; tracking the person chosen at the segment's start "
+                            f"(--face {self.landmarker_options.select}), followed by position and size")
         points = None if face is None else face.landmarks_px
         seen = lm
         if points is not None and self.undistort is not None:
@@ -292,7 +352,8 @@ class TrackingPipeline:
             seen = replace(lm, face=replace(face, landmarks_px=points))  # the prior sees the ideal pinhole too
         prior = self.prior_fn(seen) if (self.prior_fn is not None and face is not None) else None
         track = self.tracker.step(points, frame.timestamp_s, frame.index,
-                                  prior=prior, presence=None if face is None else face.presence)
+                                  prior=prior, presence=None if face is None else face.presence,
+                                  other_faces=face is None and lm.num_faces > 0)
         tracker_ms = (time.perf_counter() - t0) * 1000
         mesh, mesh_ms = None, 0.0
         if self.with_mesh:
@@ -303,9 +364,7 @@ class TrackingPipeline:
         s = self.stats
         s.frames += 1
         s.frames_with_face += face is not None
-        s.landmarks_ms.append(landmarks_ms)
-        s.tracker_ms.append(tracker_ms)
-        s.latency_ms.append(latency_ms)
+        s.times.add(landmarks_ms, tracker_ms, latency_ms)
         s.wall_s = time.perf_counter() - self._started_at  # kept current: an interrupted run never reaches the end
         return FrameResult(frame, lm, track, landmarks_ms, tracker_ms, latency_ms, tuple(warnings),
                            mesh_vertices_cam=mesh, mesh_ms=mesh_ms, cut=cut)

@@ -134,7 +134,10 @@ class Regressor:
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 1):
-        import onnxruntime as ort  # noqa: PLC0415
+        from core.signals import interrupts_deferred  # noqa: PLC0415
+
+        with interrupts_deferred():  # Ctrl+C inside its import would become "ImportError: initialization failed"
+            import onnxruntime as ort  # noqa: PLC0415
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -358,13 +361,17 @@ class RegressorPrior:
         self.regressor, self.camera = regressor, camera
         self.estimate_focal = estimate_focal and camera is not None
         self.update_every = max(1, int(update_every))
-        self.focal = None
-        if camera is not None:
-            from core.camera_regressor import FocalSequence  # noqa: PLC0415
-
-            self.focal = FocalSequence(camera)
         self.last: RegressorOutput | None = None
         self.last_camera = None  # the camera regressor's newest CameraPrediction
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the sequence's focal belief (a shot cut: the camera may have changed)."""
+        self.focal = None
+        if self.camera is not None:
+            from core.camera_regressor import FocalSequence  # noqa: PLC0415
+
+            self.focal = FocalSequence(self.camera)
         self._belief = None
         self._since_update = 0
 

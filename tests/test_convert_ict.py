@@ -446,10 +446,10 @@ def test_cli_errors(clone, tmp_path, capsys, case):
         args[0].extend(["--layout", str(layout)])
     out = tmp_path / "out.npz"
     code = cli_main(["convert-ict", *args[0], "-o", str(out)])
-    assert code == 1
+    assert code == 2  # bad input (README's exit codes)
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # progress lines may come before the error
-    assert last.startswith("flamecam convert-ict: ") and args[1] in last
+    assert last.startswith("flamecam convert-ict: error: ") and args[1] in last
     assert "Traceback" not in err
     assert not out.exists()
 

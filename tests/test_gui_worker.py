@@ -242,7 +242,10 @@ class _BusyTracker:
         self.stop = threading.Event()
         self.reads_during_steps: list[int] = []
 
-    def step(self, landmarks, timestamp_s, frame_index, prior=None, presence=None):
+    def start_segment(self, start):
+        pass  # the stand-in has no identity to reset
+
+    def step(self, landmarks, timestamp_s, frame_index, prior=None, presence=None, other_faces=False):
         import time
 
         source = self.source

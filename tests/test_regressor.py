@@ -217,6 +217,10 @@ def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
         cv2.Rodrigues(result.rotation)[0] @ head.head_center.astype(np.float64))
     assert result.focal_px / centre[2] == pytest.approx(frame_prior.scale_px_per_m, rel=0.15)
     assert prior_fn(LandmarkResult(1, size, None, 0)) is None  # no face: no prior
+    prior_fn(LandmarkResult(2, size, face, 1))
+    assert prior_fn.focal.estimate().frames == 2
+    prior_fn.reset()  # a shot cut: the belief starts again from the next frame alone
+    assert prior_fn(LandmarkResult(3, size, face, 1)).focal.detail == "camera regressor (1 frames)"
 
 
 def test_a_model_without_a_regressor_still_tracks_and_says_so(tmp_path):
@@ -325,8 +329,8 @@ def test_cli_refuses_bad_output_and_third_party_weights_in_the_repo(tmp_path, ca
     from core.regressor import RESOURCES
 
     assert RESOURCES.parent == REPO
-    if os.environ.get("FLAMECAM_ICT") or (REPO.parent / "shared" / "data" / "ict_facekit_head.npz").exists():
-        ict = os.environ.get("FLAMECAM_ICT", str(REPO.parent / "shared" / "data" / "ict_facekit_head.npz"))
+    ict = os.environ.get("FLAMECAM_ICT", str(REPO.parent / "shared" / "data" / "ict_facekit_head.npz"))
+    if os.path.exists(ict):
         assert run(args(model=ict, output=str(REPO / "resources" / "ict_regressor.onnx"))) == 2
         assert "must not go into the repository" in capsys.readouterr().err
         assert not (REPO / "resources" / "ict_regressor.onnx").exists()

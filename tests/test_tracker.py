@@ -1,4 +1,7 @@
-"""Tracker on exact projected landmarks (no landmarker bias): recovers pose, identity and focal."""
+"""Tracker on exact projected landmarks (no landmarker bias): recovers pose, identity and focal.
+
+Every test runs on the built-in head model (what a fresh clone has) and again on the ICT head
+from ../shared when it is there."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,6 +20,9 @@ def vertex_embedding(head, seed: int = 1) -> tuple[LandmarkEmbedding, np.ndarray
     """478 'landmarks' on random face vertices (exact surface points, one vertex each)."""
     rng = np.random.default_rng(seed)
     face = head.regions.get("face", np.arange(head.num_vertices))
+    if len(face) < 478:  # the built-in head's face region is MediaPipe's 468 points: take the whole surface
+        hidden = [head.regions.get(k, []) for k in ("left_eyeball", "right_eyeball", "mouth_interior")]
+        face = np.setdiff1d(np.arange(head.num_vertices), np.concatenate(hidden).astype(int))
     picks = rng.choice(face, 478, replace=False)
     face_idx = np.full(478, -1)
     bary = np.zeros((478, 3), np.float32)
@@ -56,6 +62,12 @@ def run(head, opts: SyntheticOptions, topts: TrackerOptions, frames: int, noise:
     return tracker, out
 
 
+@pytest.fixture(scope="module", params=["builtin", "ict"])
+def head(request):
+    """The model a test tracks: the built-in one always, the ICT head when ../shared has it."""
+    return request.getfixturevalue("builtin_model" if request.param == "builtin" else "ict_model")
+
+
 @pytest.fixture(scope="module")
 def flame_fixture_model(tmp_path_factory):
     from core.model_io import load_head_model
@@ -71,16 +83,16 @@ def _rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(torch.rad2deg(camera.matrix_to_axis_angle(ra.T @ rb).norm()))
 
 
-def test_fixed_focal_recovers_pose_and_expression(ict_model):
+def test_fixed_focal_recovers_pose_and_expression(head):
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=60)
-    _, out = run(ict_model, opts, TrackerOptions(focal_px=900.0, smoothing=False), 60)
+    _, out = run(head, opts, TrackerOptions(focal_px=900.0, smoothing=False), 60)
     res, gt = out[-1]
     assert res.tracking_state == "tracking"
     assert res.fit_error_px < 1.5  # noise 0.3 px; the rest is identity the prior keeps near the mean
     active = gt.expr > 0.3
     assert active.any() and np.abs(res.expr[active] - gt.expr[active]).max() < 0.25
     assert _rotation_error_deg(res.rotation, gt.rotation) < 1.0
-    center = camera.model_to_camera(torch.as_tensor(ict_model.head_center, dtype=torch.float64)[None],
+    center = camera.model_to_camera(torch.as_tensor(head.head_center, dtype=torch.float64)[None],
                                     torch.as_tensor(res.translation),
                                     torch.as_tensor(res.rotation))[0].numpy()
     # Depth trades off against head size (identity); 5 % at a known focal length.
@@ -90,13 +102,13 @@ def test_fixed_focal_recovers_pose_and_expression(ict_model):
 
 
 @pytest.mark.parametrize("focal", [600.0, 1800.0])
-def test_auto_focal_converges_on_unbiased_landmarks(ict_model, focal):
+def test_auto_focal_converges_on_unbiased_landmarks(head, focal):
     """Without landmark bias the perspective cue is enough: the estimate approaches the truth
     from a wrong prior, and its σ covers the remaining error."""
     opts = SyntheticOptions(width=512, height=512, focal=focal, frames=150)
     prior = FocalPrior(focal_px=1000.0, sigma_rel=0.5)
     # These landmarks carry no MediaPipe bias, so the bias floor on ρ is set near zero.
-    tracker, out = run(ict_model, opts, TrackerOptions(focal_prior=prior, rho_bias_sigma_per_m=0.05), 150)
+    tracker, out = run(head, opts, TrackerOptions(focal_prior=prior, rho_bias_sigma_per_m=0.05), 150)
     res = out[-1][0]
     err = abs(tracker.focal_px - focal) / focal
     assert res.focal_state in ("estimating", "converged")
@@ -104,18 +116,18 @@ def test_auto_focal_converges_on_unbiased_landmarks(ict_model, focal):
     assert err < 3 * tracker.focal_sigma_rel + 0.02
 
 
-def test_focal_not_observable_without_pose_diversity(ict_model):
+def test_focal_not_observable_without_pose_diversity(head):
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=40, still=10.0)  # head never moves
-    tracker, out = run(ict_model, opts, TrackerOptions(), 40)
+    tracker, out = run(head, opts, TrackerOptions(), 40)
     assert out[-1][0].focal_state == "not_observable"
     assert tracker.focal_px == pytest.approx(tracker.focal_prior.focal_px)
 
 
-def test_unobservable_focal_follows_an_updated_prior_without_moving_the_mesh(ict_model):
+def test_unobservable_focal_follows_an_updated_prior_without_moving_the_mesh(head):
     """A prior that moves (the regressor's running estimate) moves the focal at once while the data
     cannot weigh in, with the head's depth rescaled: the head centre stays on its pixel."""
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=12, still=10.0)  # no pose diversity
-    tracker, _ = run(ict_model, opts, TrackerOptions(focal_prior=FocalPrior(2000.0, 0.3)), 12)
+    tracker, _ = run(head, opts, TrackerOptions(focal_prior=FocalPrior(2000.0, 0.3)), 12)
     assert tracker.focal_state == "not_observable" and tracker.keyframes
     while tracker.shared.advance():  # a prior change waits for a running online refinement
         pass
@@ -135,9 +147,9 @@ def test_unobservable_focal_follows_an_updated_prior_without_moving_the_mesh(ict
     assert tracker.focal_state == "not_observable" and tracker.focal_px == pytest.approx(1000.0, rel=1e-6)
 
 
-def test_focal_change_does_not_move_projection(ict_model):
+def test_focal_change_does_not_move_projection(head):
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=20)
-    tracker, _ = run(ict_model, opts, TrackerOptions(focal_px=None), 20)
+    tracker, _ = run(head, opts, TrackerOptions(focal_px=None), 20)
     state = tracker.state
 
     def project(points_model):
@@ -158,28 +170,87 @@ def test_focal_change_does_not_move_projection(ict_model):
     assert moved < 0.2 * naive_moved, (float(moved), float(naive_moved))
 
 
-def test_ortho_reports_rho_zero_and_fits_worse_up_close(ict_model):
+def test_ortho_reports_rho_zero_and_fits_worse_up_close(head):
     opts = SyntheticOptions(width=512, height=512, focal=600, frames=40)
-    _, persp = run(ict_model, opts, TrackerOptions(focal_px=600.0), 40)
-    _, ortho = run(ict_model, opts, TrackerOptions(focal_px=600.0, camera_mode="ortho"), 40)
+    _, persp = run(head, opts, TrackerOptions(focal_px=600.0), 40)
+    _, ortho = run(head, opts, TrackerOptions(focal_px=600.0, camera_mode="ortho"), 40)
     assert all(r.rho_per_m == 0.0 for r, _ in ortho)
     assert np.mean([r.fit_error_px for r, _ in ortho[20:]]) > 2 * np.mean([r.fit_error_px for r, _ in persp[20:]])
 
 
-def test_lost_and_reacquired(ict_model):
+def test_lost_and_reacquired(head):
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=30)
-    src = ExactLandmarks(ict_model, opts)
-    tracker = Tracker(ict_model, src.emb, (512, 512), TrackerOptions(focal_px=900.0))
+    src = ExactLandmarks(head, opts)
+    tracker = Tracker(head, src.emb, (512, 512), TrackerOptions(focal_px=900.0))
     assert tracker.step(None, 0.0, 0).tracking_state == "no_face"
     for i in range(1, 10):
         tracker.step(src.frame(i)[0], i / 30, i)
     last = tracker.step(src.frame(10)[0], 10 / 30, 10)
     lost = tracker.step(None, 11 / 30, 11)
     assert lost.tracking_state == "lost"
-    np.testing.assert_allclose(lost.rotation, last.rotation)
-    back = tracker.step(src.frame(12)[0], 12 / 30, 12)
+    other = tracker.step(None, 12 / 30, 12, other_faces=True)
+    assert other.tracking_state == "other_faces"
+    for absent in (lost, other):  # no pose: consumers that skip non-finite frames draw nothing
+        for name in ("rotation", "translation", "expr", "jaw_pose", "neck_pose", "eyes_pose", "fitted_landmarks_px"):
+            assert np.isnan(getattr(absent, name)).all(), name
+        assert np.isnan(absent.rho_per_m) and absent.confidence == 0.0
+        # what belongs to the segment stays: identity and camera
+        np.testing.assert_array_equal(absent.shape, last.shape)
+        np.testing.assert_array_equal(absent.intrinsics, last.intrinsics)
+    back = tracker.step(src.frame(13)[0], 13 / 30, 13)
     assert back.tracking_state == "reacquired"
-    assert back.fit_error_px < 1.2 * last.fit_error_px + 0.2  # as good as before the loss
+    assert back.fit_error_px < 1.2 * last.fit_error_px + 0.2  # as good as before the loss (the state was kept)
+    assert np.isfinite(back.rotation).all()
+
+
+def test_no_face_before_the_first_fit_has_no_pose(head):
+    tracker = Tracker(head, vertex_embedding(head)[0], (512, 512), TrackerOptions(focal_px=900.0))
+    first = tracker.step(None, 0.0, 0)
+    assert first.tracking_state == "no_face"
+    assert np.isnan(first.rotation).all() and np.isnan(first.translation).all() and np.isnan(first.expr).all()
+    assert first.segment_id == 0
+
+
+def _segment(segment_id: int, frame_index: int, kind: str):
+    from core.segments import SegmentStart
+
+    return SegmentStart(segment_id, frame_index, frame_index / 30, kind, kind != "person_change", kind)
+
+
+def test_segments_reset_identity_and_after_a_cut_the_focal_length(head):
+    """A new segment forgets the identity; a shot cut also the focal length (back to the session's
+    prior), another person in the same shot keeps it. Each segment then fits its own person."""
+    prior = FocalPrior(focal_px=1000.0, sigma_rel=0.5)
+    n = 40
+    sweep = dict(width=512, height=512, focal=600, frames=n, identity=1.5, still=0.0, yaw=30.0, period=2.0)
+    opts_a = SyntheticOptions(seed=1, **sweep)
+    opts_b = SyntheticOptions(seed=2, **sweep)
+    topts = TrackerOptions(focal_prior=prior, rho_bias_sigma_per_m=0.05, smoothing=False, keep_history=True)
+    src_a, src_b = ExactLandmarks(head, opts_a), ExactLandmarks(head, opts_b)
+    tracker = Tracker(head, src_a.emb, (512, 512), topts)
+    for i in range(n):
+        end_a = tracker.step(src_a.frame(i)[0], i / 30, i)
+    assert end_a.segment_id == 0 and abs(np.log(end_a.focal_px / 600)) < abs(np.log(1000 / 600)) / 2  # it moved
+
+    tracker.start_segment(_segment(1, n, "person_change"))
+    first_b = tracker.step(src_b.frame(0)[0], 2.0, n)
+    assert first_b.segment_id == 1 and first_b.segment_start.kind == "person_change"
+    assert abs(np.log(first_b.focal_px / end_a.focal_px)) < 0.05  # the focal length is kept
+    for i in range(1, n):
+        end_b = tracker.step(src_b.frame(i)[0], 2.0 + i / 30, n + i)
+    assert end_b.segment_start is None  # only a segment's first result carries its start
+    truth_b = src_b.traj.shape
+    assert np.linalg.norm(end_b.shape - truth_b) < np.linalg.norm(end_a.shape - truth_b)  # B's own identity
+
+    tracker.start_segment(_segment(2, 2 * n, "scene_cut"))
+    first_c = tracker.step(src_a.frame(0)[0], 4.0, 2 * n)
+    assert first_c.focal_px == pytest.approx(1000.0, rel=0.25)  # back at the prior: the camera may be another
+    # --refine keeps the segments: each refined frame in its own segment, with its own identity
+    refined = tracker.refine_sequence(rounds=1, batch=16)
+    by_segment = {r.frame_index: r.segment_id for r in refined}
+    assert by_segment[n - 1] == 0 and by_segment[n] == 1 and by_segment[2 * n] == 2
+    shape_of = {r.segment_id: r.shape for r in refined}
+    assert np.linalg.norm(shape_of[1] - truth_b) < np.linalg.norm(shape_of[0] - truth_b)
 
 
 def test_articulated_model_tracks_jaw(flame_fixture_model):
@@ -190,10 +261,10 @@ def test_articulated_model_tracks_jaw(flame_fixture_model):
     assert abs(res.jaw_pose[0] - gt.jaw_pose[0]) < 0.05
 
 
-def test_offline_refinement_smooths_noisy_tracks(ict_model):
+def test_offline_refinement_smooths_noisy_tracks(head):
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=45)
-    src = ExactLandmarks(ict_model, opts, noise_px=1.0)
-    tracker = Tracker(ict_model, src.emb, (512, 512), TrackerOptions(focal_px=900.0, smoothing=False, keep_history=True))
+    src = ExactLandmarks(head, opts, noise_px=1.0)
+    tracker = Tracker(head, src.emb, (512, 512), TrackerOptions(focal_px=900.0, smoothing=False, keep_history=True))
     online, truth = [], []
     for i in range(45):
         uv, gt = src.frame(i)

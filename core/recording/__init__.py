@@ -9,7 +9,7 @@ cleanly at the first truncated or corrupt one (the tail a crash leaves), reporti
 bytes it discarded. ``python -m core.recording --describe`` prints this documentation;
 ``python -m core.recording REC`` prints a summary of a recording.
 
-File layout (format version 1.0; all integers little-endian)
+File layout (format version 1.1; all integers little-endian)
 ------------------------------------------------------------
 
 Header, 16 bytes::
@@ -17,7 +17,8 @@ Header, 16 bytes::
     offset  size  field
     0       8     magic  b"\\x89FCREC\\r\\n"  (the 0x89 byte and CR LF catch 7-bit and text-mode copies)
     8       2     uint16 major version (1; a reader refuses a newer major version)
-    10      2     uint16 minor version (0; a newer minor only adds record kinds or metadata keys)
+    10      2     uint16 minor version (1; a newer minor only adds record kinds or metadata keys; 1.0
+                  files have no SEGMENT records and read as one segment)
     12      4     uint32 CRC-32 (zlib / IEEE 802.3) of bytes 0..11
 
 Then records, back to back, until the end of the file::
@@ -82,6 +83,14 @@ Record kinds:
    frame index and timestamp, ``closed_utc``, ``ended_by`` and the caller's own keys. Its
    absence means the writer did not close (crash, kill, full disk): the loader reports
    ``complete=False``.
+5. ``SEGMENT`` (since 1.1): UTF-8 JSON object starting a segment (one person, one camera set-up;
+   ``core.segments``): ``segment_id`` (0, 1, ...), ``frame_index`` and ``timestamp_s`` of its first
+   frame, ``kind`` ("start", "scene_cut": a shot cut, the focal length was estimated afresh,
+   "person_change": another person in the same shot, the focal length kept), ``reset_focal``,
+   ``reason`` (for people) and ``scores`` (the evidence). Written before the segment's first frame.
+   A segment runs until the next SEGMENT record; frames before the first one are segment 0. Its
+   identity is given by IDENTITY records as for any frame (each segment starts with its own).
+   Readers of format 1.0 skip these records (an unknown kind) and see one identity history.
 
 The reader memory-maps the file, checks each record's CRC, joins the frame payloads and views
 them through the structured dtype (10,000 frames with landmarks, ~41 MB, load in well under a
@@ -90,7 +99,8 @@ second). A file still being written can be loaded: the reader gets every flushed
 from __future__ import annotations
 
 from core.recording.format import (CAMERA_MODES, DEFAULT_LANDMARK_COUNT, FOCAL_STATES, FRAME_FIELD_NAMES, HEADER,
-                                   KIND_END, KIND_FRAME, KIND_IDENTITY, KIND_META, KIND_NAMES, MAGIC, MAX_PAYLOAD,
+                                   KIND_END, KIND_FRAME, KIND_IDENTITY, KIND_META, KIND_NAMES, KIND_SEGMENT, MAGIC,
+                                   MAX_PAYLOAD,
                                    RECORD_CRC, RECORD_HEAD, RECORD_OVERHEAD, SCHEMA_VERSION, SUFFIX, TRACKING_STATES,
                                    VERSION_MAJOR, VERSION_MINOR, FrameRecord, RecordingError, RecordingFormatError,
                                    RecordingMeta, frame_dtype)
@@ -99,7 +109,7 @@ from core.recording.writer import RecordingWriter
 
 __all__ = [
     "CAMERA_MODES", "DEFAULT_LANDMARK_COUNT", "FOCAL_STATES", "FRAME_FIELD_NAMES", "HEADER", "KIND_END",
-    "KIND_FRAME", "KIND_IDENTITY", "KIND_META", "KIND_NAMES", "MAGIC", "MAX_PAYLOAD", "RECORD_CRC",
+    "KIND_FRAME", "KIND_IDENTITY", "KIND_META", "KIND_NAMES", "KIND_SEGMENT", "MAGIC", "MAX_PAYLOAD", "RECORD_CRC",
     "RECORD_HEAD", "RECORD_OVERHEAD", "SCHEMA_VERSION", "SUFFIX", "TRACKING_STATES", "VERSION_MAJOR",
     "VERSION_MINOR", "FrameRecord", "RecordingError", "RecordingFormatError", "RecordingMeta", "frame_dtype",
     "Recording", "load", "scan_records", "RecordingWriter",

@@ -15,7 +15,7 @@ import numpy as np
 from core.constants import FOCAL_STATES, NUM_LANDMARKS, TRACKING_STATES  # state codes are the index
 
 MAGIC = b"\x89FCREC\r\n"
-VERSION_MAJOR, VERSION_MINOR = 1, 0
+VERSION_MAJOR, VERSION_MINOR = 1, 1  # 1.1 added SEGMENT records
 SCHEMA_VERSION = 1
 SUFFIX = ".fcrec"
 HEADER = struct.Struct("<8sHHI")  # magic, major, minor, crc32 of the first 12 bytes
@@ -24,8 +24,9 @@ RECORD_CRC = struct.Struct("<I")
 RECORD_OVERHEAD = RECORD_HEAD.size + RECORD_CRC.size  # 9 bytes
 MAX_PAYLOAD = 1 << 30  # a larger length field can only be damage
 
-KIND_META, KIND_IDENTITY, KIND_FRAME, KIND_END = 1, 2, 3, 4
-KIND_NAMES = {KIND_META: "metadata", KIND_IDENTITY: "identity", KIND_FRAME: "frame", KIND_END: "end"}
+KIND_META, KIND_IDENTITY, KIND_FRAME, KIND_END, KIND_SEGMENT = 1, 2, 3, 4, 5
+KIND_NAMES = {KIND_META: "metadata", KIND_IDENTITY: "identity", KIND_FRAME: "frame", KIND_END: "end",
+              KIND_SEGMENT: "segment"}
 
 CAMERA_MODES = ("perspective", "ortho")
 DEFAULT_LANDMARK_COUNT = NUM_LANDMARKS

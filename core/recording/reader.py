@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.recording.format import (FOCAL_STATES, FRAME_FIELD_NAMES, HEADER, KIND_END, KIND_FRAME, KIND_IDENTITY,
-                                   KIND_META, MAGIC, MAX_PAYLOAD, RECORD_CRC, RECORD_HEAD, RECORD_OVERHEAD, SUFFIX,
+                                   KIND_META, KIND_SEGMENT, MAGIC, MAX_PAYLOAD, RECORD_CRC, RECORD_HEAD, RECORD_OVERHEAD, SUFFIX,
                                    TRACKING_STATES, VERSION_MAJOR, FrameRecord, RecordingFormatError, RecordingMeta,
                                    _ALLOWED_DTYPES, _jsonable)
 
@@ -53,10 +53,43 @@ class Recording:
     stop_reason: str  # why reading stopped early, or why the run did ("" when neither)
     summary: dict[str, Any] | None
     skipped_records: int = 0  # records of unknown kinds (written by a newer minor version)
+    # Segments (one person, one camera set-up each; SEGMENT records, format 1.1): the segment of each
+    # frame (0 for every frame of files without them) and the SEGMENT records' contents in file order.
+    segment_id: np.ndarray | None = None  # (N,) int32
+    segments: list[dict[str, Any]] | None = None
 
     PER_FRAME = ("frame_index", "timestamp_s", "expr", "jaw_pose", "neck_pose", "eyes_pose", "rotation",
                  "translation", "fx", "fy", "cx", "cy", "rho_per_m", "focal_sigma_px", "fit_error_px", "confidence",
-                 "scale_px_per_m", "focal_state", "tracking_state", "landmarks_px", "shape_per_frame")
+                 "scale_px_per_m", "focal_state", "tracking_state", "landmarks_px", "shape_per_frame", "segment_id")
+
+    def __post_init__(self):
+        if self.segment_id is None:  # built by hand (tests, tools): one segment
+            self.segment_id = np.zeros(len(self.frame_index), np.int32)
+        if self.segments is None:
+            self.segments = []
+
+    @property
+    def segment_ids(self) -> list[int]:
+        """The segments that have frames here, in order."""
+        return sorted({int(v) for v in self.segment_id.tolist()})
+
+    def segment_shape(self) -> dict[int, np.ndarray]:
+        """Each segment's identity: the one in effect at its last frame here (the online estimate
+        converges over a segment, so its last value is its best). {segment_id: (S,) float32}."""
+        out = {}
+        for seg in self.segment_ids:
+            last = int(np.flatnonzero(self.segment_id == seg)[-1])
+            out[seg] = self.shape_per_frame[last].copy()
+        return out
+
+    def segment_info(self, segment_id: int) -> dict[str, Any]:
+        """The SEGMENT record of a segment (a minimal one for segment 0 of files without records)."""
+        for rec in self.segments or ():
+            if int(rec.get("segment_id", -1)) == segment_id:
+                return rec
+        first = np.flatnonzero(self.segment_id == segment_id)
+        return {"segment_id": segment_id, "frame_index": int(self.frame_index[first[0]]) if len(first) else 0,
+                "kind": "start" if segment_id == 0 else "unknown", "reason": ""}
 
     @property
     def interrupted(self) -> bool:
@@ -110,6 +143,7 @@ class Recording:
         arrays.update(shape=self.shape, identity_frame_index=self.identity_frame_index,
                       identity_shape=self.identity_shape, meta_json=np.array(json.dumps(_jsonable(self.meta_dict))),
                       summary_json=np.array(json.dumps(_jsonable(self.summary))), complete=np.array(self.complete),
+                      segments_json=np.array(json.dumps(_jsonable(self.segments or []))),
                       discarded_bytes=np.array(self.discarded_bytes))
         if self.meta.expression_names is not None:
             arrays["expression_names"] = np.array(self.meta.expression_names, dtype=str)
@@ -130,6 +164,12 @@ class Recording:
             f"focal {m.focal_mode}, {m.landmark_count} landmarks stored per frame",
             f"  identity records: {len(self.identity_frame_index)}; written by flamecam {m.app_version} at {m.created_utc}",
         ]
+        if len(self.segment_ids) > 1 or self.segments:
+            lines.append(f"  segments: {len(self.segment_ids)}")
+            for seg in self.segment_ids:
+                info, frames = self.segment_info(seg), self.frame_index[self.segment_id == seg]
+                lines.append(f"    {seg}: frames {int(frames[0])}-{int(frames[-1])}, {info.get('kind', '?')}"
+                             + (f" ({info['reason']})" if info.get("reason") else ""))
         if self.discarded_bytes:
             lines.append(f"  discarded {self.discarded_bytes} bytes at the end: {self.stop_reason}")
         return "\n".join(lines)
@@ -195,6 +235,7 @@ def _parse(path: Path, buf) -> Recording:
     dtype: np.dtype | None = None
     frames: list[memoryview] = []
     identities: list[tuple[int, bytes]] = []
+    segments: list[dict] = []
     summary = None
     skipped = 0
     try:
@@ -231,6 +272,14 @@ def _parse(path: Path, buf) -> Recording:
                     stop_reason = f"corrupt identity record at byte {pos} ({length} bytes)"
                     break
                 identities.append((struct.unpack_from("<q", payload)[0], bytes(payload[8:])))
+            elif kind == KIND_SEGMENT:
+                try:
+                    record = json.loads(bytes(payload).decode("utf-8"))
+                    int(record["segment_id"]), int(record["frame_index"])
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    stop_reason = f"corrupt segment record at byte {pos}"
+                    break
+                segments.append(record)
             elif kind == KIND_END:
                 summary = json.loads(bytes(payload).decode("utf-8"))
                 pos = end + RECORD_CRC.size
@@ -251,7 +300,7 @@ def _parse(path: Path, buf) -> Recording:
         payload = None  # noqa: F841
         frames.clear()
         view.release()
-    return _assemble(path, meta_dict, table, identities, summary, pos, size, stop_reason, skipped)
+    return _assemble(path, meta_dict, table, identities, summary, pos, size, stop_reason, skipped, segments)
 
 
 def _parse_meta(path: Path, payload) -> tuple[dict, np.dtype]:
@@ -274,7 +323,23 @@ def _parse_meta(path: Path, payload) -> tuple[dict, np.dtype]:
     return meta, dtype
 
 
-def _assemble(path, meta_dict, table, identities, summary, pos, size, stop_reason, skipped) -> Recording:
+def _segment_of_frames(frame_index: np.ndarray, segments: list[dict]) -> np.ndarray:
+    """(N,) int32 segment id of each frame: that of the last SEGMENT record starting at or before it
+    (file order breaks ties, as for identities); 0 before the first."""
+    out = np.zeros(len(frame_index), np.int32)
+    if not segments:
+        return out
+    starts = np.array([int(r["frame_index"]) for r in segments], np.int64)
+    ids = np.array([int(r["segment_id"]) for r in segments], np.int32)
+    order = np.argsort(starts, kind="stable")
+    pick = np.searchsorted(starts[order], frame_index, side="right") - 1
+    has = pick >= 0
+    out[has] = ids[order][pick[has]]
+    return out
+
+
+def _assemble(path, meta_dict, table, identities, summary, pos, size, stop_reason, skipped,
+              segments=()) -> Recording:
     meta = RecordingMeta.from_dict(meta_dict)
     n, num_shape = len(table), int(meta_dict["num_shape"])
     arrays = {name: np.ascontiguousarray(table[name]) for name in table.dtype.names}
@@ -299,7 +364,8 @@ def _assemble(path, meta_dict, table, identities, summary, pos, size, stop_reaso
         shape=id_shape[-1].copy() if identities else np.zeros(num_shape, np.float32),
         shape_per_frame=shape_per_frame, identity_frame_index=id_start, identity_shape=id_shape,
         complete=summary is not None and pos == size, discarded_bytes=size - pos, stop_reason=stop_reason,
-        summary=summary, skipped_records=skipped)
+        summary=summary, skipped_records=skipped,
+        segment_id=_segment_of_frames(arrays["frame_index"], list(segments)), segments=list(segments))
 
 
 def scan_records(path: str | Path) -> list[tuple[int, int, int]]:

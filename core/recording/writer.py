@@ -11,7 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from core.recording.format import (FOCAL_STATES, KIND_END, KIND_FRAME, KIND_IDENTITY, KIND_META, TRACKING_STATES,
+from core.recording.format import (FOCAL_STATES, KIND_END, KIND_FRAME, KIND_IDENTITY, KIND_META, KIND_SEGMENT,
+                                   TRACKING_STATES,
                                    FrameRecord, RecordingError, RecordingMeta, _header, _json_bytes, _record,
                                    _SCALAR_FIELDS, _state_code, _utc_now, _VECTOR_FIELDS, frame_dtype)
 
@@ -45,6 +46,8 @@ class RecordingWriter:
         self._last_flushed: tuple[int, float] | None = None
         self._first_frame: tuple[int, float] | None = None
         self._last_identity: np.ndarray | None = None
+        self._segment_id = 0  # the segment frames are in (0 until a SEGMENT record says otherwise)
+        self._segments_written = 0
         self._failed: RecordingError | None = None
         self._closed = False
         self._fd: int | None = None
@@ -107,6 +110,18 @@ class RecordingWriter:
             self._maybe_flush()
         return True
 
+    def write_segment(self, start: dict) -> None:
+        """Start a segment (``core.segments.SegmentStart.to_dict()``: segment_id, frame_index, kind, ...)
+        from its ``frame_index`` on; write it before that frame."""
+        if "segment_id" not in start or "frame_index" not in start:
+            raise ValueError("a segment record needs segment_id and frame_index")
+        with self._lock:
+            self._check_writable()
+            self._pending += _record(KIND_SEGMENT, _json_bytes(start))
+            self._segment_id = int(start["segment_id"])
+            self._segments_written += 1
+            self._maybe_flush()
+
     def write_frame(self, frame: FrameRecord) -> None:
         payload = self._encode(frame)
         with self._lock:
@@ -118,7 +133,15 @@ class RecordingWriter:
             self._maybe_flush()
 
     def write_track_result(self, result) -> None:
-        """A ``core.tracker.TrackResult``: its identity (when changed) then the frame."""
+        """A ``core.tracker.TrackResult``: its segment (when a new one starts), its identity (when
+        changed), then the frame."""
+        start = getattr(result, "segment_start", None)
+        segment_id = int(getattr(result, "segment_id", 0))
+        if start is not None and (segment_id != self._segment_id or not self._segments_written):
+            self.write_segment(start.to_dict() if hasattr(start, "to_dict") else dict(start))
+        elif segment_id != self._segment_id:  # a result without its start: say at least where it begins
+            self.write_segment({"segment_id": segment_id, "frame_index": int(result.frame_index),
+                                "timestamp_s": float(result.timestamp_s), "kind": "unknown", "reason": ""})
         self.write_identity(int(result.frame_index), result.shape)
         self.write_frame(FrameRecord.from_track_result(result))
 
@@ -187,6 +210,7 @@ class RecordingWriter:
                 if self._failed is None:
                     end = {"frame_count": self.frames_written,
                            "identity_count": self._identities_flushed + self._pending_identities,
+                           "segment_count": max(self._segments_written, 1),
                            "first_frame_index": None, "last_frame_index": None,
                            "first_timestamp_s": None, "last_timestamp_s": None,
                            "closed_utc": _utc_now(), "ended_by": "close"}

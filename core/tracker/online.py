@@ -11,14 +11,15 @@ time slices after each frame's own fit, and the focal posterior under the fused 
 frame's ``FramePrior.focal`` (the regressor's sequence belief so far) updates that prior.
 
 The online state machine: initialise (from the prior, else PnP on the mean identity), track,
-keep the last pose while the face is lost, re-initialise after ``reinit_after_s``; One-Euro
-smoothing of the outputs; results packed as :class:`TrackResult` (numpy).
+report frames without the face with NaN pose fields (the last state is kept inside to continue
+from), re-initialise after ``reinit_after_s``; One-Euro smoothing of the outputs; results packed
+as :class:`TrackResult` (numpy). :meth:`Tracker.start_segment` begins a new segment (another
+person, or a shot cut: ``core.segments``): identity reset, and the focal length too after a cut.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -66,6 +67,9 @@ class Tracker:
         self._history_meta: dict[int, tuple[float, np.ndarray, str]] = {}
         self._unit_s = 0.002  # running mean duration of one refinement unit
         self._starved = 0  # frames in a row without a refinement unit
+        self.segment_id = 0
+        self._segment_start = None  # a core.segments.SegmentStart for the segment's first result
+        self._history_shared: dict[int, SharedEstimator] = {}  # keep_history: each segment's estimator
 
     # -- the shared estimate, for readers ------------------------------------------------------
 
@@ -125,23 +129,56 @@ class Tracker:
         if self.state is not None:
             self.problem.rescale_for_focal(self.state, ratio)
 
+    # -- segments ----------------------------------------------------------------------------
+
+    def start_segment(self, start) -> None:
+        """Begin a new segment (a ``core.segments.SegmentStart``): forget the pose and the identity;
+        after a shot cut (``start.reset_focal``) also the focal length, which goes back to the
+        session's evidence. For another person in the same shot the focal length is kept: what the
+        landmarks said about it so far joins the session's evidence as one more piece."""
+        if self.options.keep_history:
+            self._history_shared[self.segment_id] = self.shared
+        carried = None if start.reset_focal else self.shared.landmark_focal_evidence()
+        if carried is not None:
+            self.static_prior = fuse_focal_priors([self.static_prior, carried])
+        elif start.reset_focal:
+            self.static_prior = self.options.focal_prior or default_focal_prior(self.width, self.height)
+        self._last_prior_focal = None
+        focal_px = self.options.focal_px
+        keep_f = None if (start.reset_focal or self.focal_fixed) else self.focal_px
+        version = self.shared.shape_version
+        self.shared = SharedEstimator(self.problem, (self.width, self.height), focal_px, self.static_prior,
+                                      on_focal_change=self._rescale_live_state)
+        self.shared.shape_version = version + 1  # the identity changed (back to the mean)
+        if keep_f is not None:  # continuity: the new person starts at the focal length in use
+            self.shared.set_focal(math.log(keep_f))
+        self.state = None
+        self.last_seen_s = None
+        self._frames_since_refine = 0
+        for f in self._filters.values():
+            f.reset()
+        self._last_result = None
+        self._lost_since_fit = False
+        self._temporal_scale = 1.0
+        self.segment_id = int(start.segment_id)
+        self._segment_start = start
+
     # -- per frame ---------------------------------------------------------------------------
 
     def step(self, landmarks_px: np.ndarray | None, timestamp_s: float, frame_index: int,
-             prior: FramePrior | None = None, presence: np.ndarray | None = None) -> TrackResult:
-        """Fit one frame. landmarks_px: (478, 2) detections or None when no face was found;
-        ``prior``: this frame's predictions (initialisation, re-acquisition, the focal belief)."""
+             prior: FramePrior | None = None, presence: np.ndarray | None = None,
+             other_faces: bool = False) -> TrackResult:
+        """Fit one frame. landmarks_px: (478, 2) detections or None when the tracked face is not in
+        view (``other_faces``: other faces are); ``prior``: this frame's predictions (initialisation,
+        re-acquisition, the focal belief)."""
         if prior is not None and prior.focal is not None and prior.focal != self._last_prior_focal:
             self._last_prior_focal = prior.focal
             self.shared.set_prior(fuse_focal_priors([self.static_prior, prior.focal]))
         if landmarks_px is None:
+            # The state stays inside (to continue from when the face is back); the result has no pose.
             self._lost_since_fit = self.state is not None
-            if self._last_result is None:
-                return self._result(frame_index, timestamp_s, "no_face", None, float("nan"), 0.0)
-            # Keep the last state (what the user saw) until the face comes back.
-            nan2 = np.full((NUM_LANDMARKS, 2), np.nan)
-            return replace(self._last_result, frame_index=frame_index, timestamp_s=timestamp_s,
-                           tracking_state="lost", confidence=0.0, fit_error_px=float("nan"), landmarks_px=nan2)
+            state = "no_face" if self._last_result is None else "other_faces" if other_faces else "lost"
+            return self._result(frame_index, timestamp_s, state, None, float("nan"), 0.0)
         step_start = time.perf_counter()
         obs = self._observation(landmarks_px, presence)
         lost_for = None if self.last_seen_s is None else timestamp_s - self.last_seen_s
@@ -182,7 +219,8 @@ class Tracker:
                                          self.problem.confidence(fit, obs))
         if self.options.keep_history:
             self.history.append(Keyframe(frame_index, obs, self.state.clone(), (0, 0), fit))
-            self._history_meta[frame_index] = (timestamp_s, np.asarray(landmarks_px, np.float64), tracking)
+            self._history_meta[frame_index] = (timestamp_s, np.asarray(landmarks_px, np.float64), tracking,
+                                               self.segment_id)
         return self._last_result
 
     def _solve(self, obs: Observation, state: FrameState, previous: FrameState | None, iterations: int,
@@ -230,9 +268,23 @@ class Tracker:
         σ times ``smoothness``). Returns one result per
         tracked frame (unfiltered: the smoothness term replaces the online One-Euro filter).
         """
-        frames = self.history
-        if not frames:
+        if not self.history:
             return []
+        live = (self.shared, self.segment_id, self.state)
+        segments = sorted({meta[3] for meta in self._history_meta.values()})
+        results = []
+        try:
+            for segment in segments:  # each segment has its own identity and focal length
+                self.shared = self._history_shared.get(segment, live[0])
+                self.segment_id = segment
+                frames = [kf for kf in self.history if self._history_meta[kf.frame_index][3] == segment]
+                results += self._refine_frames(frames, rounds, batch, seed, smoothness)
+        finally:
+            self.shared, self.segment_id, self.state = live
+        return results
+
+    def _refine_frames(self, frames: list[Keyframe], rounds: int, batch: int, seed: int,
+                       smoothness: float) -> list[TrackResult]:
         rng = np.random.default_rng(seed)
         self._temporal_scale = smoothness
         for _ in range(rounds):
@@ -245,10 +297,10 @@ class Tracker:
             for _sweep in range(2):
                 for i, kf in enumerate(frames):
                     neighbours = [frames[j].state for j in (i - 1, i + 1) if 0 <= j < len(frames)]
-                    kf.state, _ = self._solve(kf.obs, kf.state, average_states(neighbours), 2)
+                    kf.state, _ = self._solve(kf.obs, kf.state, average_states(neighbours) if neighbours else None, 2)
         results = []
         for kf in frames:
-            timestamp_s, landmarks_px, tracking = self._history_meta[kf.frame_index]
+            timestamp_s, landmarks_px, tracking, _segment = self._history_meta[kf.frame_index]
             self.state = kf.state
             fit = self._fit_error(kf.obs, kf.state)
             results.append(self._result(kf.frame_index, timestamp_s, tracking, landmarks_px, fit,
@@ -318,12 +370,15 @@ class Tracker:
         intr = self.intrinsics()
         sigma_px = self.focal_px * self.focal_sigma_rel
         shape_live = self.shared.shape_live
-        if self.state is None:
-            z3 = np.zeros(3)
-            return TrackResult(frame_index, timestamp_s, tracking_state, shape_live.cpu().numpy(), np.zeros(E), z3, z3,
-                               z3, z3, np.zeros(6), intr, float("nan"), sigma_px, self.focal_state, float("nan"), 0.0,
-                               nan2, nan2, self.shared.shape_version, self.options.camera_mode,
-                               focal_evidence=self.shared.focal_evidence)
+        segment = dict(segment_id=self.segment_id, segment_start=self._segment_start)
+        self._segment_start = None  # only the segment's first result carries it
+        if self.state is None or landmarks_px is None:  # no fitted face in this frame: no pose
+            n3 = np.full(3, np.nan)
+            return TrackResult(frame_index, timestamp_s, tracking_state, shape_live.cpu().numpy().copy(),
+                               np.full(E, np.nan), n3, n3.copy(), n3.copy(), n3.copy(), np.full(6, np.nan), intr,
+                               float("nan"), sigma_px, self.focal_state, float("nan"), 0.0, nan2, nan2.copy(),
+                               self.shared.shape_version, self.options.camera_mode,
+                               focal_evidence=self.shared.focal_evidence, **segment)
         import cv2  # noqa: PLC0415
 
         st = self.state
@@ -355,7 +410,7 @@ class Tracker:
         fitted = nan2.copy()
         uv, _, _ = self.problem.evaluate(st, shape_live, self.log_focal, False)
         fitted[self.model.ids] = uv.cpu().numpy()
-        detected = nan2 if landmarks_px is None else np.asarray(landmarks_px, np.float64)
+        detected = np.asarray(landmarks_px, np.float64)
         return TrackResult(
             frame_index=frame_index, timestamp_s=timestamp_s, tracking_state=tracking_state,
             shape=shape_live.cpu().numpy().copy(), expr=values["expr"], rotation=values["rotation"],
@@ -363,4 +418,4 @@ class Tracker:
             intrinsics=intr, rho_per_m=rho, focal_sigma_px=sigma_px, focal_state=self.focal_state,
             fit_error_px=fit_px, confidence=confidence, landmarks_px=detected, fitted_landmarks_px=fitted,
             shape_version=self.shared.shape_version, camera_mode=self.options.camera_mode, scale_px_per_m=scale,
-            focal_evidence=self.shared.focal_evidence)
+            focal_evidence=self.shared.focal_evidence, **segment)

@@ -82,6 +82,7 @@ class SharedEstimator:
         # The iris diameter as a prior on the identity's absolute size (core.tracker.iris).
         self.iris = (IrisRuler(problem.model) if self.options.iris_ruler and IrisRuler.available(problem.model)
                      else None)
+        self._data_focal: tuple[float, float] | None = None  # the data's own (ψ, var ψ) at the last step
 
     # -- focal length --------------------------------------------------------------------------
 
@@ -123,6 +124,16 @@ class SharedEstimator:
             kf.state = kf.state.clone()  # a running refinement may hold the old states
             self.problem.rescale_for_focal(kf.state, ratio)
         self.on_focal_change(ratio)
+
+    def landmark_focal_evidence(self) -> FocalPrior | None:
+        """What the landmark data alone said about the focal length at the last refinement (bias floor
+        included), as a log-normal belief; None before they weighed in or with a fixed focal length."""
+        if self.focal_fixed or not self._data_weighed or self._data_focal is None:
+            return None
+        psi, var = self._data_focal
+        if not (psi > 0 and math.isfinite(var) and var > 0):
+            return None
+        return FocalPrior(1.0 / psi, math.sqrt(var) / psi, "landmarks", "landmarks (earlier person in this shot)")
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -321,6 +332,7 @@ class SharedEstimator:
             step = float(np.clip(math.log(self.focal_prior.focal_px * psi), -0.5, 0.5))
             return torch.tensor([psi * (math.exp(-step) - 1)], **self.kw)
         self._data_weighed = True
+        self._data_focal = (psi_data, var_data)
         self.focal_state = self.state_for(self.focal_sigma_rel)
         data_share = w_data / (w_data + w_prior)
         self.focal_evidence = tuple(sorted(

@@ -141,7 +141,12 @@ class TrackerOptions:
 
 @dataclass(frozen=True)
 class TrackResult:
-    """One frame's tracking output (numpy; the type the UI and the recorder consume)."""
+    """One frame's tracking output (numpy; the type the UI and the recorder consume).
+
+    Frames without a fitted face (``tracking_state`` no_face, lost, other_faces) have NaN pose
+    fields (expr, rotation, translation, joint poses, ρ, fitted landmarks): consumers that skip
+    non-finite frames draw nothing for them. Identity and intrinsics stay those of the segment.
+    """
 
     frame_index: int
     timestamp_s: float
@@ -166,6 +171,10 @@ class TrackResult:
     scale_px_per_m: float = float("nan")  # ortho mode: weak-perspective scale
     # What the focal length rests on: (evidence, share) with the landmark data's share as "landmarks".
     focal_evidence: tuple[tuple[str, float], ...] = ()
+    # The segment (one person, one camera set-up: core.segments) this frame belongs to; its first
+    # frame also carries the core.segments.SegmentStart saying why it started.
+    segment_id: int = 0
+    segment_start: object | None = None
 
     @property
     def focal_px(self) -> float:
