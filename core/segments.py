@@ -281,6 +281,7 @@ class Segmenter:
         self._previous_boxes: list[np.ndarray] = []  # every face of the last frame that had faces
         self._previous_others: list[np.ndarray] = []  # ... but the followed one
         self._person_in_previous = False  # the followed face was among them
+        self._jumped = False  # the source jumped (a seek) since the previous frame
         self.segment_id = -1
         self._segment_frames = 0
         self.segments: list[SegmentStart] = []
@@ -306,16 +307,17 @@ class Segmenter:
         elif self._previous_thumb is not None:
             change = background_change(self._previous_thumb, thumb)
             # Too few frames for statistics (a segment's start): only a change no shot makes is a cut.
-            ready = len(self._background) >= o.min_samples
+            ready = len(self._background) >= o.min_samples and not self._jumped
             z = self._background.zscore(change) if ready else float("nan")
             if (change > o.scene_sure or (ready and change > o.scene_floor and z > o.scene_sigmas)) and self._may_start():
                 scores = {"background_change": round(change, 3), "background_z": round(z, 1) if ready else None}
                 zs = f", {z:.0f}σ above its recent changes" if ready else ""
                 start = self._start(frame_index, timestamp_s, "scene_cut", True,
                                     f"shot cut: the background changed by {change:.2f}{zs}", scores)
-            else:
+            elif not self._jumped:
                 self._background.add(change)
         self._previous_thumb = thumb
+        self._jumped = False
         self._segment_frames += 1
 
         face = None
@@ -336,8 +338,9 @@ class Segmenter:
 
     def jumped(self) -> None:
         """The source jumped (a seek in the app): the next frame has no continuity with the previous
-        one. The segment goes on, and the ``--face`` rule picks the person again."""
-        self._previous_thumb = None
+        one. The segment goes on, the ``--face`` rule picks the person again, and only a background
+        change no shot makes (``scene_sure``) counts as a cut across the jump."""
+        self._jumped = True
         self._person = self._person_seen_s = None
         self._previous_boxes, self._previous_others = [], []
         self._person_in_previous = False

@@ -86,6 +86,37 @@ def _crop(frame: np.ndarray) -> np.ndarray:
     return frame[60:300, 120:360]  # the synthetic head with a little background around it
 
 
+def _segment_kinds(frames, results, seek_at=None):
+    """The segment starts a fresh Segmenter finds in these frames (faces as the run detected them),
+    with a seek (``Segmenter.jumped``) before frame ``seek_at``."""
+    from core.segments import Segmenter
+
+    segmenter, kinds = Segmenter(), []
+    for i, (rgb, result) in enumerate(zip(frames, results)):
+        if i == seek_at:
+            segmenter.jumped()
+        lm = result.landmarks
+        faces = () if lm.face is None else (lm.face, *lm.others)
+        decision = segmenter.update(rgb, faces, i / 30, i)
+        if decision.start is not None:
+            kinds.append((i, decision.start.kind))
+    return kinds
+
+
+def test_a_seek_in_the_app_is_no_new_person_but_a_cut_across_it_still_is(two_shots):
+    """A seek (the app's timeline) breaks the face's continuity without a change of person; a shot
+    cut across the seek is still found from the background."""
+    a = synthetic_frames(40, seed=1, identity=1.5, still=0.3, **SIZE)
+    b = synthetic_frames(40, seed=2, identity=1.5, still=0.3, distance=0.6, **SIZE)
+    frames = a + b[:10]
+    results = track_frames(frames, 30, focal="450")
+    assert _segment_kinds(frames, results) == [(0, "start"), (40, "person_change")]  # played through
+    assert _segment_kinds(frames, results, seek_at=40) == [(0, "start")]  # jumped there
+    shots = two_shots[0] + two_shots[1][:10]
+    shot_results = track_frames(shots, 30)
+    assert _segment_kinds(shots, shot_results, seek_at=40) == [(0, "start"), (40, "scene_cut")]
+
+
 def test_the_person_is_followed_not_re_picked_when_another_face_grows():
     """Two people; the left one is larger at the start (--face largest picks it), then the right one
     grows larger: tracking stays on the left one."""
