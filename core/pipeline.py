@@ -155,13 +155,14 @@ class TrackingPipeline:
     """Runs one source through landmarks and the tracker. Iterate :meth:`run` for results."""
 
     def __init__(self, source: FrameSource, tracker: Tracker, landmarker_options: LandmarkerOptions | None = None,
-                 prior_fn: Callable[[LandmarkResult], FramePrior | None] | None = None, pipelined: bool = True,
+                 prior_fn: Callable[[LandmarkResult, bool], FramePrior | None] | None = None, pipelined: bool = True,
                  max_frames: int | None = None, stop: threading.Event | None = None,
                  undistort: Callable[[np.ndarray], np.ndarray] | None = None, with_mesh: bool = False,
                  segments: SegmentOptions | None = None):
         self.source, self.tracker = source, tracker
         self.landmarker_options = landmarker_options or LandmarkerOptions(running_mode="video")
-        self.prior_fn = prior_fn  # per-frame FramePrior (e.g. core.regressor.RegressorPrior); None: landmarks only
+        # per-frame FramePrior (core.regressor.RegressorPrior) from (landmarks, pose_needed); None: landmarks only
+        self.prior_fn = prior_fn
         self.pipelined = pipelined
         self.max_frames = max_frames
         self.stop = stop or threading.Event()
@@ -350,7 +351,9 @@ class TrackingPipeline:
         if points is not None and self.undistort is not None:
             points = self.undistort(points)
             seen = replace(lm, face=replace(face, landmarks_px=points))  # the prior sees the ideal pinhole too
-        prior = self.prior_fn(seen) if (self.prior_fn is not None and face is not None) else None
+        prior = None
+        if self.prior_fn is not None and face is not None:  # (may skip work when no pose is needed)
+            prior = self.prior_fn(seen, self.tracker.needs_pose_prior(frame.timestamp_s))
         track = self.tracker.step(points, frame.timestamp_s, frame.index,
                                   prior=prior, presence=None if face is None else face.presence,
                                   other_faces=face is None and lm.num_faces > 0)

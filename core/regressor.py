@@ -355,12 +355,16 @@ class RegressorPrior:
     """
 
     def __init__(self, regressor: Regressor | None = None, camera=None, estimate_focal: bool = True,
-                 update_every: int = 10):
+                 update_every: int = 10, focal_stride: int = 3):
         if regressor is None and camera is None:
             raise ValueError("RegressorPrior needs a regressor, a camera regressor or both")
         self.regressor, self.camera = regressor, camera
         self.estimate_focal = estimate_focal and camera is not None
         self.update_every = max(1, int(update_every))
+        # While the tracker needs no pose, the camera regressor runs on every focal_stride-th face
+        # frame only: its focal belief is all that is used then, and neighbouring frames add little.
+        self.focal_stride = max(1, int(focal_stride))
+        self._face_frames = 0
         self.last: RegressorOutput | None = None
         self.last_camera = None  # the camera regressor's newest CameraPrediction
         self.reset()
@@ -374,24 +378,35 @@ class RegressorPrior:
             self.focal = FocalSequence(self.camera)
         self._belief = None
         self._since_update = 0
+        self._face_frames = 0
 
-    def __call__(self, landmarks) -> "object | None":
+    def __call__(self, landmarks, pose_needed: bool = True) -> "object | None":
+        """This frame's :class:`core.tracker.FramePrior`; None without a face. ``pose_needed=False``
+        (``Tracker.needs_pose_prior``: tracking goes on from the previous frame) lets the networks
+        skip the frame, and the prior then carries only the focal belief."""
         from core.tracker import FocalPrior, FramePrior  # noqa: PLC0415
 
         face = landmarks.face
         if face is None:
             return None
+        self._face_frames += 1
+        due = self.estimate_focal and (pose_needed or (self._face_frames - 1) % self.focal_stride == 0)
+        if not pose_needed and not due:
+            return FramePrior(focal=self._belief)
         cam = self.camera.predict(face.landmarks_px, face.blendshapes, landmarks.image_size) if self.camera else None
-        out = self.regressor.predict_landmarks(landmarks) if self.regressor is not None else None
-        self.last, self.last_camera = out, cam
+        self.last_camera = cam
         if self.estimate_focal:
             self.focal.add(cam)
-            self._since_update += 1
+            self._since_update += 1 if pose_needed else self.focal_stride  # counted in frames
             if self._belief is None or self._since_update >= self.update_every:
                 fused = self.focal.estimate()
                 self._belief = FocalPrior(fused.focal_px, fused.log_sigma, source="regressor",
                                           detail=f"camera regressor ({fused.frames} frames)")
                 self._since_update = 0
+        if not pose_needed:
+            return FramePrior(focal=self._belief)
+        out = self.regressor.predict_landmarks(landmarks) if self.regressor is not None else None
+        self.last = out
         pose = out if out is not None else cam
         return FramePrior(rotation=pose.rotation, head_center_px=pose.head_center_px,
                           scale_px_per_m=pose.scale_px_per_m, expr=None if out is None else out.expr,

@@ -205,6 +205,7 @@ def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
     assert frame_prior.expr is not None and len(frame_prior.expr) == head.num_expr
     assert frame_prior.has_pose and frame_prior.scale_px_per_m > 0
     assert tracker.focal_prior.source == "default"  # the prior is an input of step(), nothing changes before
+    assert tracker.needs_pose_prior(0.0)  # nothing to continue from: the prior's pose places the head
     result = tracker.step(sample["landmarks_px"][0], 0.0, 0, prior=frame_prior)
     # Fused with the tracker's own prior, never replacing it; the data have not weighed in yet.
     assert tracker.focal_prior == fuse_focal_priors([tracker.static_prior, frame_prior.focal])
@@ -221,6 +222,17 @@ def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
     assert prior_fn.focal.estimate().frames == 2
     prior_fn.reset()  # a shot cut: the belief starts again from the next frame alone
     assert prior_fn(LandmarkResult(3, size, face, 1)).focal.detail == "camera regressor (1 frames)"
+    # Tracking from the previous frame, the tracker needs no pose: the networks run on every
+    # focal_stride-th frame only, for the focal belief, which every frame's prior still carries.
+    assert not tracker.needs_pose_prior(0.1)
+    assert tracker.needs_pose_prior(0.1 + tracker.options.reinit_after_s)  # lost that long: placed anew
+    calls = []
+    predict = prior_fn.camera.predict
+    prior_fn.camera.predict = lambda *args, **kw: (calls.append(1), predict(*args, **kw))[1]
+    skipped = [prior_fn(LandmarkResult(4 + i, size, face, 1), pose_needed=False) for i in range(3 * prior_fn.focal_stride)]
+    assert len(calls) == 3 and prior_fn.focal.estimate().frames == 4
+    assert all(not p.has_pose and p.expr is None and p.focal is not None for p in skipped)
+    assert prior_fn(LandmarkResult(20, size, face, 1), pose_needed=True).has_pose and len(calls) == 4
 
 
 def test_a_model_without_a_regressor_still_tracks_and_says_so(tmp_path):

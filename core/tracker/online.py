@@ -165,6 +165,13 @@ class Tracker:
 
     # -- per frame ---------------------------------------------------------------------------
 
+    def needs_pose_prior(self, timestamp_s: float) -> bool:
+        """Whether a frame at ``timestamp_s`` would be initialised from its prior's pose (the first
+        frame of a segment, or after the face was lost longer than ``reinit_after_s``); otherwise
+        only the prior's focal belief is used."""
+        return self.state is None or (self.last_seen_s is not None
+                                      and timestamp_s - self.last_seen_s > self.options.reinit_after_s)
+
     def step(self, landmarks_px: np.ndarray | None, timestamp_s: float, frame_index: int,
              prior: FramePrior | None = None, presence: np.ndarray | None = None,
              other_faces: bool = False) -> TrackResult:
