@@ -71,18 +71,25 @@ def transformed(frames, scale: float = 1.0, mirror: bool = False):
     return out
 
 
+# Set by --frame-budget-ms: the tracker's refinement budget (0: a fixed schedule, so a clip and its
+# resized or mirrored variant get the same refinement whatever the machine's load).
+TRACKER_OVERRIDES: dict = {}
+
+
 def run_engine(frames, fps: float, model: str, name: str) -> dict:
     """The engine as `flamecam track` sets it up (regressor, metadata-free), on frames in memory."""
     from core.session import SessionOptions, build_session
     from core.sources import FrameListSource
 
     source = FrameListSource(frames, fps, name)
-    session = build_session(SessionOptions(source=name, model=model, store_landmarks=False), source=source,
+    session = build_session(SessionOptions(source=name, model=model, store_landmarks=False,
+                                           tracker_overrides=dict(TRACKER_OVERRIDES)), source=source,
                             log=lambda *_: None)
-    last, fits = None, []
+    last, fits, segments = None, [], set()
     t0 = time.perf_counter()
     for result in session.pipeline.run():
         track = result.track
+        segments.add(track.segment_id)
         if track.tracking_state in ("tracking", "reacquired"):
             last = track
             fits.append(track.fit_error_px)
@@ -91,7 +98,7 @@ def run_engine(frames, fps: float, model: str, name: str) -> dict:
     width = source.size[0]
     row = {"frames": stats.frames, "detection_rate": stats.frames_with_face / max(stats.frames, 1),
            "fps": stats.frames / wall, "fit_error_px_median": float(np.median(fits)) if fits else float("nan"),
-           "image_size": list(source.size)}
+           "image_size": list(source.size), "segments": len(segments)}
     if last is not None:
         row.update(focal_px=last.focal_px, focal_sigma_rel=last.focal_sigma_px / last.focal_px,
                    focal_state=last.focal_state, hfov_deg=math.degrees(2 * math.atan(width / 2 / last.focal_px)),
@@ -157,6 +164,7 @@ def print_real_row(row: dict) -> None:
           f"focal {row.get('focal_px', float('nan')):6.0f} px ± {row.get('focal_sigma_rel', float('nan')):.0%} "
           f"({row.get('hfov_deg', float('nan')):.0f}° h, {row.get('focal_state', '-')}), "
           f"distance {row.get('distance_m', float('nan')):.2f} m, fit {row['fit_error_px_median']:.2f} px, "
+          f"{row['segments']} segment{'s' if row['segments'] != 1 else ''}, "
           f"{row['fps']:.0f} fps | {checks}", flush=True)
 
 
@@ -166,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--clips", nargs="*", help="only clips whose name contains one of these")
     parser.add_argument("--no-hmc", action="store_true", help="skip the HMC renders")
+    parser.add_argument("--frame-budget-ms", type=float, default=0.0,
+                        help="the tracker's per-frame refinement budget; 0 (default) runs a fixed schedule, so "
+                             "the variants of a clip compare number for number; 7 is what flamecam track uses")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
+    TRACKER_OVERRIDES["frame_budget_ms"] = args.frame_budget_ms
     if not REAL.is_dir():
         print(f"error: {REAL} not found (the real clips live in ../shared/data/real beside the repo)", file=sys.stderr)
         return 2
