@@ -62,6 +62,7 @@ def track_file(job: FileJob, send: Callable[[tuple], None] = lambda message: Non
     from core.batch import partial_path, recording_stats  # noqa: PLC0415
     from core.recording import RecordingError  # noqa: PLC0415
     from core.recording import load as load_recording  # noqa: PLC0415
+    from core.recording.writer import fsync_dir  # noqa: PLC0415
     from core.session import SessionError, build_session  # noqa: PLC0415
     from core.sources import SourceError  # noqa: PLC0415
 
@@ -117,7 +118,7 @@ def track_file(job: FileJob, send: Callable[[tuple], None] = lambda message: Non
         if job.refine:
             write_refined(session, tmp, meta, segments=run.segments)
         tmp.replace(out)
-        _fsync_folder(out.parent)
+        fsync_dir(out.parent)
         rec = load_recording(out)
     except (SourceError, RecordingError, OSError) as exc:
         tmp.unlink(missing_ok=True)
@@ -132,20 +133,6 @@ def track_file(job: FileJob, send: Callable[[tuple], None] = lambda message: Non
     send(("progress", job.index, frames))
     startup = (first_frame_at or time.perf_counter()) - started
     return finish(status="done", startup_s=round(startup, 3), **recording_stats(rec))
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- the local pool --------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class RecordingWriter:
                 except OSError:
                     pass
             raise
-        _fsync_dir(self.path.parent)  # make the new directory entry itself durable
+        fsync_dir(self.path.parent)  # make the new directory entry itself durable
         self._last_sync = self._clock()
 
     # -- state ------------------------------------------------------------------------------------
@@ -305,7 +305,8 @@ class RecordingWriter:
                 pass
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a new directory entry (a created or renamed file) in ``folder`` durable."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
