@@ -99,9 +99,9 @@ def _expected_frames(path: Path, kind: str, max_frames: int | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.cmd_track import _stop_on_sigterm  # noqa: PLC0415
+    from core.signals import sticky_interrupts  # noqa: PLC0415
 
-    _stop_on_sigterm()  # kill (SIGTERM) ends a batch like Ctrl+C: the report is written, then exit 130
+    sticky_interrupts()  # kill (SIGTERM) ends a batch like Ctrl+C: the report is written, then exit 130
     try:
         return _run(args)
     except KeyboardInterrupt:  # before any work started (once it has, _run_jobs handles it)

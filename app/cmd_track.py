@@ -87,7 +87,9 @@ def check_output(out, overwrite: bool) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _stop_on_sigterm()
+    from core.signals import sticky_interrupts  # noqa: PLC0415
+
+    sticky_interrupts()  # kill (SIGTERM) ends a run like Ctrl+C; neither is lost in the start-up
     try:
         return _run(args)
     except KeyboardInterrupt:  # before the recording opened (after it, _track handles it)
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from core.intrinsics import check_fixed_focal  # noqa: PLC0415
     from core.session import SessionError, build_session, default_output, eprint  # noqa: PLC0415
+    from core.signals import raise_if_interrupted  # noqa: PLC0415
 
     if args.max_frames is not None and args.max_frames < 1:
         return _error(f"--max-frames {args.max_frames}: must be at least 1")
@@ -120,6 +123,11 @@ def _run(args: argparse.Namespace) -> int:
         session = build_session(session_options(args), log=eprint)
     except SessionError as exc:
         return _error(exc.message, EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED)
+    try:
+        raise_if_interrupted()  # a Ctrl+C that code in the start-up caught and swallowed
+    except KeyboardInterrupt:
+        session.close()
+        raise
     try:
         streamer = Streamer(stream_targets, StreamModel.from_head(session.head)) if stream_targets else None
     except StreamError as exc:
@@ -310,15 +318,3 @@ def write_refined(session, out, meta, summary_extra: dict | None = None, segment
                               "refined": True, "ended_by": "finished"})
     tmp.replace(out)
     return refined[-1]
-
-
-def _stop_on_sigterm() -> None:
-    """Treat SIGTERM (e.g. ``kill``) like Ctrl+C: stop, close the recording, exit 130."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    def interrupt(_signum, _frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -84,12 +85,16 @@ def mediapipe_alone(frames: list[Frame]) -> dict:
     times = []
     with FaceLandmarker(LandmarkerOptions(running_mode="video")) as lm:
         lm.detect(frames[0].rgb, 0)  # warm-up
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         for f in frames:
             t0 = time.perf_counter()
             lm.detect(f.rgb, f.timestamp_ms + 1000)
             times.append((time.perf_counter() - t0) * 1000)
+        # CPU seconds per wall second: how many cores MediaPipe alone keeps busy (its own threads), i.e.
+        # what a tracker running beside it must share.
+        cores = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
     return {"landmarks_ms_p50": pct(times, 50), "landmarks_ms_p95": pct(times, 95),
-            "fps": 1000.0 / float(np.mean(times))}
+            "fps": 1000.0 / float(np.mean(times)), "cores_busy": cores}
 
 
 def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regressor: bool = True,
@@ -225,6 +230,9 @@ def print_table(report: dict) -> None:
             print(f"{model:<26} {run:<20} {fps:>6} {lmk:>13} {trk:>21} {tot:>9} {lat:>16} {r.get('dropped', '-'):>7}")
     builtin = report["results"].get("builtin", {}).get("mediapipe_alone")  # the fixture tracks the same frames
     for model, runs in report["results"].items():
+        if "mediapipe_alone" in runs:
+            print(f"{model}: MediaPipe alone keeps {runs['mediapipe_alone']['cores_busy']:.2f} of "
+                  f"{os.cpu_count()} cores busy")
         reference = runs.get("mediapipe_alone", builtin if model == "flame-sized fixture" else None)
         for run in ("pipelined", "pipelined, with mesh"):
             if run in runs and reference is not None:

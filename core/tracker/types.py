@@ -108,9 +108,10 @@ class TrackerOptions:
     estimate_identity: bool = True
     iterations: int = 3
     # Per-frame 1σ of a landmark coordinate as a fraction of the face's size (the geometric mean of its
-    # landmarks' bounding box sides): 1.5 px for the ~330 px faces of 512² benchmark frames. Relative,
-    # because MediaPipe works in a face crop of fixed size: the fit is then the same at any image size.
-    landmark_sigma_rel: float = 0.0045
+    # landmarks' bounding box sides): the 1.5 px the tracker was tuned with, on the ~290 px faces of the
+    # 512² accuracy benchmark (ICT head). Relative, because MediaPipe works in a face crop of fixed
+    # size: the fit is then the same at any image size.
+    landmark_sigma_rel: float = 0.0052
     huber_sigmas: float = 2.0
     effective_landmarks: float = 20.0  # independent landmarks the correlated bias leaves
     expr_sigma: float | None = None  # prior σ of expressions (None: 0.6 for [0,1] weights, 1.5 otherwise)
