@@ -17,15 +17,14 @@ take by video time; the Record panel's Export button exports the take.
 from __future__ import annotations
 
 import sys
-import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog
 
-from app.gui_worker import _LIVE
+from app.gui_worker import StoppableThread
 from core.sources import close_quietly
 
 
@@ -39,7 +38,7 @@ class ReviewInfo:
     model_problem: str = ""  # why there is no mesh, if there is none
 
 
-class ReviewThread(QThread):
+class ReviewThread(StoppableThread):
     """Plays a take (see the module docstring); ``transport`` takes the commands."""
 
     started_on = Signal(object)  # ReviewInfo
@@ -49,24 +48,12 @@ class ReviewThread(QThread):
     runFinished = Signal(object)
 
     def __init__(self, rec, source, parent=None):
-        super().__init__(parent)
+        super().__init__("flamecam-review", parent)
         from core.transport import Transport  # noqa: PLC0415
 
         self.rec, self.source = rec, source  # source: the opened video, or a core.review.BlankSource
         self.transport = Transport(playing=False)
         self.transport.add_listener(self.transportChanged.emit)
-        self._stop = threading.Event()
-        self.setObjectName("flamecam-review")
-        _LIVE.add(self)
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def shutdown(self, timeout_s: float | None = None) -> bool:
-        self.request_stop()
-        if not self.isRunning():
-            return True
-        return self.wait() if timeout_s is None else self.wait(int(timeout_s * 1000))
 
     def run(self) -> None:
         from core.review import TakeFrames, take_lens_remap  # noqa: PLC0415

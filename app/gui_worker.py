@@ -39,8 +39,30 @@ _LIVE: "weakref.WeakSet[QThread]" = weakref.WeakSet()
 
 
 def live_threads() -> list[QThread]:
-    """Tracking and calibration threads still running (should be none once every window has closed)."""
+    """Tracking, calibration and review threads still running (none once every window has closed)."""
     return [t for t in list(_LIVE) if t.isRunning()]
+
+
+class StoppableThread(QThread):
+    """A worker thread the GUI can ask to stop (``_stop``, which its ``run`` checks) and join; counted
+    by :func:`live_threads` while it exists."""
+
+    def __init__(self, name: str, parent=None):
+        super().__init__(parent)
+        self._stop = threading.Event()
+        self.setObjectName(name)
+        _LIVE.add(self)
+
+    def request_stop(self) -> None:
+        """Ask the thread to end (returns at once)."""
+        self._stop.set()
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Stop and join the thread; True when it has finished."""
+        self.request_stop()
+        if not self.isRunning():
+            return True
+        return self.wait() if timeout_s is None else self.wait(int(timeout_s * 1000))
 
 
 @dataclass(frozen=True)
@@ -89,7 +111,7 @@ def describe_device(device: str) -> str:
     return device.upper()
 
 
-class TrackingThread(QThread):
+class TrackingThread(StoppableThread):
     """Runs one tracking session; see the module docstring. Signals are delivered queued to the GUI."""
 
     sessionStarted = Signal(object)  # SessionInfo
@@ -104,10 +126,9 @@ class TrackingThread(QThread):
     RECENT_FRAMES_MB = 64.0  # decoded frames kept for stepping back in a file
 
     def __init__(self, options: SessionOptions, source_factory: Callable[[], object] | None = None, parent=None):
-        super().__init__(parent)
+        super().__init__("flamecam-tracking", parent)
         self.options = options
         self._source_factory = source_factory
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._requests: list[_Request] = []
         self._writer = None
@@ -119,8 +140,6 @@ class TrackingThread(QThread):
 
         self.transport = Transport()  # used when the source is a file; commands may come before it opens
         self.transport.add_listener(self.transportChanged.emit)
-        self.setObjectName("flamecam-tracking")
-        _LIVE.add(self)
 
     # -- called from the GUI thread ------------------------------------------------------------------
 
@@ -136,17 +155,6 @@ class TrackingThread(QThread):
     def set_stream(self, url: str) -> None:
         """Stream every frame to ``url`` (``core.streaming`` form; "" stops) from the next frame on."""
         self.stream.request(url)
-
-    def request_stop(self) -> None:
-        """Ask the session to end (returns at once; the recording is closed by the worker)."""
-        self._stop.set()
-
-    def shutdown(self, timeout_s: float | None = None) -> bool:
-        """Stop and join the thread; True when it has finished."""
-        self.request_stop()
-        if not self.isRunning():
-            return True
-        return self.wait() if timeout_s is None else self.wait(int(timeout_s * 1000))
 
     @property
     def stopping(self) -> bool:
@@ -359,7 +367,7 @@ class CalibrationFrame:
     detect_ms: float
 
 
-class CalibrationThread(QThread):
+class CalibrationThread(StoppableThread):
     """Reads the session's source and looks for the calibration board in each frame.
 
     Board detection (5-100 ms a frame, OpenCV) runs here; the GUI judges each detection with its
@@ -375,28 +383,19 @@ class CalibrationThread(QThread):
 
     def __init__(self, options: SessionOptions, board, source_factory: Callable[[], object] | None = None,
                  parent=None):
-        super().__init__(parent)
+        super().__init__("flamecam-calibration", parent)
         self.options, self.board = options, board
         self._source_factory = source_factory
-        self._stop = threading.Event()
         self._taken = threading.Event()
         self._taken.set()
-        self.setObjectName("flamecam-calibration")
-        _LIVE.add(self)
 
     def frame_taken(self) -> None:
         """The GUI has handled the last frame: read the next."""
         self._taken.set()
 
     def request_stop(self) -> None:
-        self._stop.set()
-        self._taken.set()
-
-    def shutdown(self, timeout_s: float | None = None) -> bool:
-        self.request_stop()
-        if not self.isRunning():
-            return True
-        return self.wait() if timeout_s is None else self.wait(int(timeout_s * 1000))
+        super().request_stop()
+        self._taken.set()  # a read waiting for the GUI's acknowledgement ends too
 
     def run(self) -> None:
         from core.calibration import BoardDetector  # noqa: PLC0415
