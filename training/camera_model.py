@@ -33,8 +33,7 @@ from torch import nn
 
 from core import camera
 from core.constants import NUM_BLENDSHAPES, NUM_LANDMARKS
-from core.regressor import landmark_crop_box
-from training.model import _mlp, rotation_6d_to_matrix
+from training.model import _mlp, crop_features, jittered_crop_box, rotation_6d_to_matrix
 
 NUM_PLACEMENT = 6
 LOG_SIGMA_RANGE = (-4.0, 1.5)  # per-frame log σ of log f is clamped to this (σ 0.018 .. 4.5)
@@ -118,25 +117,12 @@ class CameraNet(nn.Module):
     def features(landmarks_px: torch.Tensor, blendshapes: torch.Tensor, image_size: torch.Tensor,
                  box: torch.Tensor) -> torch.Tensor:
         """(B, num_inputs) raw features; invariant to scaling landmarks and image size together."""
-        pts = camera.crop_points(landmarks_px, box, (2, 2)) - 1.0
-        image_centre = 0.5 * image_size
-        centre_in_crop = camera.crop_points(image_centre[:, None, :], box, (2, 2))[:, 0] - 1.0
-        longer = image_size.amax(1, keepdim=True)
-        box_centre = box[:, :2] + 0.5 * box[:, 2:]
-        placement = torch.cat([centre_in_crop / 4.0, torch.log(box[:, 2:3] / longer),
-                               (box_centre - image_centre) / longer,
-                               torch.log(image_size[:, :1] / image_size[:, 1:2])], 1)
-        return torch.cat([pts.flatten(1), blendshapes, placement], 1)
+        return crop_features(landmarks_px, blendshapes, image_size, box, absolute_size=False)
 
     @staticmethod
     def crop_box(landmarks_px: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 4) square box; jitter (B, 3): centre shift in box sides and log size factor (training)."""
-        box = landmark_crop_box(landmarks_px)
-        if jitter is None:
-            return box
-        side = box[:, 2:3] * torch.exp(jitter[:, 2:3])
-        centre = box[:, :2] + 0.5 * box[:, 2:3] + jitter[:, :2] * box[:, 2:3]
-        return torch.cat([centre - 0.5 * side, side, side], 1)
+        return jittered_crop_box(landmarks_px, jitter)
 
     def raw(self, landmarks_px, blendshapes, image_size, jitter=None) -> dict[str, torch.Tensor]:
         """Network outputs in crop units (before decoding to pixels)."""

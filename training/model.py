@@ -63,6 +63,35 @@ def rotation_6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
     return torch.stack([b1, b2, b3], -1)
 
 
+def jittered_crop_box(landmarks_px: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 4) square box around the landmarks (``core.regressor.landmark_crop_box``); jitter (B, 3):
+    centre shift in box sides and log size factor (training)."""
+    box = landmark_crop_box(landmarks_px)
+    if jitter is None:
+        return box
+    side = box[:, 2:3] * torch.exp(jitter[:, 2:3])
+    centre = box[:, :2] + 0.5 * box[:, 2:3] + jitter[:, :2] * box[:, 2:3]
+    return torch.cat([centre - 0.5 * side, side, side], 1)
+
+
+def crop_features(landmarks_px: torch.Tensor, blendshapes: torch.Tensor, image_size: torch.Tensor, box: torch.Tensor,
+                  absolute_size: bool) -> torch.Tensor:
+    """(B, F) raw input features: the landmarks in the crop, the blendshapes, and the crop's placement in
+    the image (the image centre in crop units, box size and centre relative to the image, the aspect).
+    ``absolute_size`` adds log(long side / 512); without it, scaling landmarks and image size together
+    leaves the features unchanged (the camera regressor)."""
+    pts = camera.crop_points(landmarks_px, box, (2, 2)) - 1.0
+    image_centre = 0.5 * image_size
+    centre_in_crop = camera.crop_points(image_centre[:, None, :], box, (2, 2))[:, 0] - 1.0
+    longer = image_size.amax(1, keepdim=True)
+    box_centre = box[:, :2] + 0.5 * box[:, 2:]
+    placement = [centre_in_crop / 4.0, torch.log(box[:, 2:3] / longer), (box_centre - image_centre) / longer,
+                 torch.log(image_size[:, :1] / image_size[:, 1:2])]
+    if absolute_size:
+        placement.append(torch.log(longer / 512.0))
+    return torch.cat([pts.flatten(1), blendshapes, torch.cat(placement, 1)], 1)
+
+
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
@@ -103,25 +132,12 @@ class RegressorNet(nn.Module):
 
     def crop_box(self, landmarks_px: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 4) box; jitter (B, 3): centre shift in box sides and log size factor (training)."""
-        box = landmark_crop_box(landmarks_px)
-        if jitter is None:
-            return box
-        side = box[:, 2:3] * torch.exp(jitter[:, 2:3])
-        centre = box[:, :2] + 0.5 * box[:, 2:3] + jitter[:, :2] * box[:, 2:3]
-        return torch.cat([centre - 0.5 * side, side, side], 1)
+        return jittered_crop_box(landmarks_px, jitter)
 
     def features(self, landmarks_px: torch.Tensor, blendshapes: torch.Tensor, image_size: torch.Tensor,
                  box: torch.Tensor) -> torch.Tensor:
-        """(B, num_inputs) raw (unstandardised) input features."""
-        pts = camera.crop_points(landmarks_px, box, (2, 2)) - 1.0
-        image_centre = 0.5 * image_size
-        centre_in_crop = camera.crop_points(image_centre[:, None, :], box, (2, 2))[:, 0] - 1.0
-        longer = image_size.amax(1, keepdim=True)
-        box_centre = box[:, :2] + 0.5 * box[:, 2:]
-        placement = torch.cat([centre_in_crop / 4.0, torch.log(box[:, 2:3] / longer),
-                               (box_centre - image_centre) / longer,
-                               torch.log(image_size[:, :1] / image_size[:, 1:2]), torch.log(longer / 512.0)], 1)
-        return torch.cat([pts.flatten(1), blendshapes, placement], 1)
+        """(B, num_inputs) raw (unstandardised) input features, with the image's absolute size."""
+        return crop_features(landmarks_px, blendshapes, image_size, box, absolute_size=True)
 
     # -- forward ----------------------------------------------------------------------------------
 
