@@ -228,8 +228,6 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, when):
 def test_a_ctrl_c_that_start_up_code_swallowed_still_ends_the_run(tmp_path, monkeypatch, capsys):
     """Ctrl+C lands inside code that catches everything (a bare except around an import, as some
     libraries have) and start-up goes on: the run still ends there, nothing recorded, exit 130."""
-    import signal as signals
-
     import core.session
     from app import cli
 
@@ -237,19 +235,19 @@ def test_a_ctrl_c_that_start_up_code_swallowed_still_ends_the_run(tmp_path, monk
 
     def build_swallowing_ctrl_c(*args, **kw):
         try:
-            signals.raise_signal(signals.SIGINT)  # the user's Ctrl+C, raised as KeyboardInterrupt here...
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl+C, raised as KeyboardInterrupt here...
         except BaseException:  # noqa: BLE001  (...and swallowed, as such code does)
             pass
         return real_build(*args, **kw)
 
     monkeypatch.setattr(core.session, "build_session", build_swallowing_ctrl_c)
-    saved = {sig: signals.getsignal(sig) for sig in (signals.SIGINT, signals.SIGTERM)}
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     out = tmp_path / "never.fcrec"
     try:
         code = cli.main(["track", "synthetic:width=160,height=120,frames=5", "-o", str(out), "--quiet"])
     finally:
         for sig, handler in saved.items():
-            signals.signal(sig, handler)
+            signal.signal(sig, handler)
     assert code == 130 and not out.exists()
     assert "interrupted during start-up; nothing was recorded" in capsys.readouterr().err
 

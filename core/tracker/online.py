@@ -193,7 +193,7 @@ class Tracker:
         self._lost_since_fit = False
         if lost_for is not None and not reacquired and lost_for > 0:  # typical interval between fitted frames
             self._frame_dt = 0.9 * self._frame_dt + 0.1 * min(lost_for, 1.0)
-        if self.state is None or (lost_for is not None and lost_for > self.options.reinit_after_s):
+        if self.needs_pose_prior(timestamp_s):
             self.state = self._initial_state(obs, prior)
             for f in self._filters.values():
                 f.reset()
