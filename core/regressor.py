@@ -7,12 +7,10 @@ image scale ``S = f/Z0``, and the camera (focal length, principal point); the he
 ``Z0 = f/S``, its translation and ``ρ = 1/Z0`` follow. The whole path from raw detections to
 full-image outputs is inside the ONNX graph, so training and inference cannot drift apart.
 
-The tracker uses it to initialise a track, to re-acquire after a loss, and as the focal-length
-prior: :class:`RegressorPrior` is the ``TrackingPipeline`` ``prior_fn``; it keeps a robust
-running estimate of the sequence's focal length (median of the per-frame log-focal predictions,
-bias-corrected) with a σ that shrinks with frames only as far as the validation sequences showed
-(:class:`FocalAggregator`; the error is largely identity-specific, so frames of one face are not
-independent), and passes it to the tracker in each frame's ``FramePrior.focal``.
+The tracker uses it to initialise a track and to re-acquire after a loss: :class:`RegressorPrior`
+is the ``TrackingPipeline`` ``prior_fn``. The focal-length belief it passes in each frame's
+``FramePrior.focal`` comes from the model-agnostic camera regressor (``core.camera_regressor``), not
+from this network's focal output, which holds only on the faces it was trained on.
 
 Lookup (:func:`find_regressor`): an explicit path > the user cache (per model-file hash,
 ``<cache>/regressors/<sha256>-<camera mode>.onnx``, where ``flamecam train-regressor`` installs
@@ -24,10 +22,8 @@ calibration); a regressor made for another model file is refused.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import threading
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +35,6 @@ RECORD_FORMAT = "flamecam-regressor"
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 BUILTIN_REGRESSOR = RESOURCES / "regressor_builtin.onnx"
 NO_REGRESSOR_MESSAGE = "no regressor for this model; optimizer-only init"
-MIN_FOCAL_SIGMA = 0.03  # never claim a regressor focal prior tighter than this (log units)
 
 
 class RegressorError(RuntimeError):
@@ -211,27 +206,6 @@ class Regressor:
             return None
         return self.predict(result.face.landmarks_px, result.face.blendshapes, result.image_size)
 
-    # -- the sequence-level focal prior -------------------------------------------------------------
-
-    @property
-    def focal_log_bias(self) -> float:
-        cal = self.record.focal_calibration or {}
-        return float(cal.get("log_bias", 0.0))
-
-    def focal_sigma(self, frames: int) -> float:
-        """Calibrated log-normal σ of the focal prior after ``frames`` frames (validation-measured)."""
-        cal = self.record.focal_calibration or {}
-        table = sorted((int(n), float(s)) for n, s in cal.get("sigma_by_frames", []))
-        if not table:
-            return 0.5
-        if frames <= table[0][0]:
-            return max(table[0][1], MIN_FOCAL_SIGMA)
-        for (n0, s0), (n1, s1) in zip(table, table[1:]):
-            if frames <= n1:  # interpolate in log frames
-                t = (math.log(frames) - math.log(n0)) / (math.log(n1) - math.log(n0))
-                return max(s0 + t * (s1 - s0), MIN_FOCAL_SIGMA)
-        return max(table[-1][1], MIN_FOCAL_SIGMA)  # no claim beyond what was measured
-
 
 # --- lookup and caching ------------------------------------------------------------------------------
 
@@ -304,39 +278,10 @@ def load_regressor(head, explicit: str | Path | None = None, camera_mode: str = 
             return None, f"{NO_REGRESSOR_MESSAGE} ({origin} regressor unusable: {exc})"
         with _LOADED_LOCK:
             _LOADED[key] = reg
-    metrics = reg.record.data.get("metrics", {})
-    err = metrics.get("focal_median_rel_err")
-    quality = f"; single-frame focal error {100 * err:.0f}% on validation" if isinstance(err, float) else ""
-    return reg, f"regressor: {path} ({origin}, {reg.camera_mode}{quality})"
+    return reg, f"regressor: {path} ({origin}, {reg.camera_mode}; pose and expressions)"
 
 
 # --- use in the tracker -------------------------------------------------------------------------------
-
-
-class FocalAggregator:
-    """Robust running estimate of a sequence's focal length from per-frame regressor predictions.
-
-    The estimate is the median of the bias-corrected log-focal predictions so far; its σ comes from
-    the regressor's validation calibration for that many frames (:meth:`Regressor.focal_sigma`).
-    """
-
-    def __init__(self, regressor: Regressor, max_frames: int = 900):
-        self.regressor = regressor
-        self.values: deque[float] = deque(maxlen=max_frames)
-
-    def add(self, focal_px: float) -> None:
-        if focal_px is not None and math.isfinite(focal_px) and focal_px > 0:
-            self.values.append(math.log(focal_px) - self.regressor.focal_log_bias)
-
-    @property
-    def count(self) -> int:
-        return len(self.values)
-
-    def estimate(self) -> tuple[float, float] | None:
-        """(focal px, relative σ) or None before the first frame."""
-        if not self.values:
-            return None
-        return math.exp(float(np.median(self.values))), self.regressor.focal_sigma(len(self.values))
 
 
 class RegressorPrior:

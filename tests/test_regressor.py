@@ -15,7 +15,7 @@ import torch
 
 from core.embedding import identity_embedding
 from core.landmarks import FaceObservation, LandmarkResult
-from core.regressor import (NO_REGRESSOR_MESSAGE, FocalAggregator, Regressor, RegressorError, RegressorPrior,
+from core.regressor import (NO_REGRESSOR_MESSAGE, Regressor, RegressorError, RegressorPrior,
                             find_regressor, install, landmark_crop_box, load_regressor)
 from training.losses import Geometry
 from training.synth import LandmarkNoiseModel, LandmarkProjector, SyntheticBatches
@@ -167,20 +167,6 @@ def test_a_file_without_its_record_is_refused(trained, tmp_path):
     lonely.write_bytes(out.read_bytes())
     with pytest.raises(RegressorError, match="record"):
         Regressor(lonely)
-
-
-def test_focal_prior_sigma_follows_the_calibration(trained):
-    out, record = trained
-    reg = Regressor(out)
-    table = record["focal_calibration"]["sigma_by_frames"]
-    assert reg.focal_sigma(1) == pytest.approx(max(table[0][1], 0.03))
-    assert reg.focal_sigma(10_000) == pytest.approx(max(table[-1][1], 0.03))  # no claim beyond what was measured
-    agg = FocalAggregator(reg)
-    for f in (900.0, 1000.0, 1100.0, 50_000.0, 1000.0):  # one wild frame does not move a median
-        agg.add(f)
-    focal, sigma = agg.estimate()
-    assert focal == pytest.approx(1000.0 * np.exp(-reg.focal_log_bias), rel=1e-6)
-    assert sigma == pytest.approx(reg.focal_sigma(5))
 
 
 def test_the_tracker_takes_the_regressor_prior(trained, builtin_setup):
