@@ -19,7 +19,10 @@ random vertices (FLAME itself cannot be downloaded here): ``tracker only`` times
 articulated (LBS) path on exact projections of the fixture; ``pipelined`` runs the whole engine
 (MediaPipe on the built-in head's frames, the fixture's tracker, latest-wins threads) as fast as it
 can go, and ``pipelined, with mesh`` also poses all 5023 vertices per frame for the viewer, as the
-app does. They time FLAME's size, not its accuracy (the fixture's shape is not a face).
+app does. For the pipelined rows the landmark vertices sit where the built-in head has its
+landmarks (``flame_sized_fixture(face_shaped=True)``), so MediaPipe's landmarks fit the fixture as
+they fit a face model; on the random blob every solver step is refused, as for a lost face. They
+time FLAME's size, not its accuracy (the fixture's bases are not a face's).
 
 ``--model PATH`` (repeatable) adds the same rows as the built-in model's for a head-model file: a
 FLAME ``.pkl`` or a flamecam ``.npz`` (its landmark embedding is computed once and cached, ~30 s).
@@ -119,18 +122,34 @@ def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regresso
             "latency_ms_p50": pct(s.latency_ms, 50), "latency_ms_p95": pct(s.latency_ms, 95)}
 
 
-def flame_sized_fixture(size):
+def flame_sized_fixture(size, face_shaped: bool = False):
     """(head, embedding, ExactLandmarks source) of the FLAME-sized articulated fixture (landmarks on
-    random vertices)."""
+    random vertices). ``face_shaped``: those vertices moved to where the built-in head has its
+    landmarks, with its MediaPipe bias model and landmark weights, so that MediaPipe's landmarks of
+    the built-in head's frames fit the fixture as they fit a face model (on the random blob the fit is
+    off by centimetres and every solver step is refused: a tracker that has lost the face)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dataclasses import replace  # noqa: PLC0415
+
     from tests.fixtures_flame import flame_like_arrays, write_flame_pickle  # noqa: PLC0415
     from tests.test_tracker import ExactLandmarks, vertex_embedding  # noqa: PLC0415
 
+    arrays = flame_like_arrays(n_vert=5023, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "flame_like.pkl"
-        write_flame_pickle(path, flame_like_arrays(n_vert=5023, seed=1))
+        write_flame_pickle(path, arrays)
         head = load_head_model(path)
-    emb, _ = vertex_embedding(head)
+        emb, picks = vertex_embedding(head)
+        if face_shaped:
+            builtin = load_head_model(None)
+            builtin_emb = embedding_for(builtin)
+            vids, weights = builtin_emb.vertex_weights(builtin.faces)
+            arrays["v_template"][picks] = np.einsum("lk,lkc->lc", weights, builtin.v_template[vids].astype(np.float64))
+            arrays["J"] = arrays["J_regressor"] @ arrays["v_template"]
+            write_flame_pickle(path, arrays)
+            head = load_head_model(path)
+            emb = replace(emb, spread_mm=builtin_emb.spread_mm, offset_m=builtin_emb.offset_m,
+                          rho_slope_m2=builtin_emb.rho_slope_m2, rho_ref_per_m=builtin_emb.rho_ref_per_m)
     return head, emb, lambda frames: ExactLandmarks(head, SyntheticOptions(width=size[0], height=size[1],
                                                                            frames=frames), noise_px=0.5)
 
@@ -201,11 +220,13 @@ def main(argv=None) -> int:
                   file=sys.stderr, flush=True)
             builtin_frames = render_frames("builtin", args.frames)
         head, emb, exact = flame_sized_fixture(size)
+        face_head, face_emb, _ = flame_sized_fixture(size, face_shaped=True)
         report["results"]["flame-sized fixture"] = {
             "tracker only": tracker_only_articulated(head, exact, len(builtin_frames), size),
-            "pipelined": run_pipeline(builtin_frames, size, head, emb, pipelined=True, paced=False, regressor=False),
-            "pipelined, with mesh": run_pipeline(builtin_frames, size, head, emb, pipelined=True, paced=False,
-                                                 regressor=False, with_mesh=True)}
+            "pipelined": run_pipeline(builtin_frames, size, face_head, face_emb, pipelined=True, paced=False,
+                                      regressor=False),
+            "pipelined, with mesh": run_pipeline(builtin_frames, size, face_head, face_emb, pipelined=True,
+                                                 paced=False, regressor=False, with_mesh=True)}
     print_table(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

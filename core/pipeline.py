@@ -4,18 +4,21 @@ Pipelined: a landmark thread reads frames and runs MediaPipe for frame t+1 while
 thread fits frame t. File sources never drop a frame (the queue blocks); live sources keep only
 the newest frame (latest wins); a live source that makes each frame when asked (a simulated
 camera, ``frames_on_demand = True``) is read only when the tracker has taken the previous frame,
-so no frame is rendered or detected just to be dropped. The same engine drives ``flamecam track``
-and the GUI worker, which passes a ``stop`` event to abort. Each frame yields one :class:`FrameResult`.
+so no frame is rendered or detected just to be dropped. The tracker's joint refinement fills only
+the time until the next frame's landmarks are due, so it never holds back an engine that runs flat
+out. The same engine drives ``flamecam track`` and the GUI worker, which passes a ``stop`` event to
+abort. Each frame yields one :class:`FrameResult`.
 
 With a ``transport`` (``core.transport``; the app, on a video file or image folder) the landmark
 thread reads the file as the transport says: at the file's frame rate (latest wins while playing
 so) or as fast as the tracker goes, paused, stepped or seeking. Frames read before the latest seek
 are dropped, and the tracker restarts the pose at a cut (``Tracker.reset_pose``).
 
-Before the tracker, :class:`core.segments.Segmenter` picks the tracked person among the faces in
-view (the ``--face`` rule at a segment's start, continuity after) and finds shot cuts and changes
-of person; a new segment restarts the tracker's identity (and, after a cut, the focal length and
-the regressor's focal belief).
+The segmenter's look at each frame (``core.segments.look_at``: thumbnails and face features) is
+taken by whichever of the two threads has the less work of its own. Before the tracker, :class:`core.segments.Segmenter` picks the
+tracked person among the faces in view (the ``--face`` rule at a segment's start, continuity after)
+and finds shot cuts and changes of person; a new segment restarts the tracker's identity (and,
+after a cut, the focal length and the regressor's focal belief).
 
 ``with_mesh=True`` (the GUI) also poses the full head mesh in camera space in the engine's thread,
 so a viewer draws it with the frame's intrinsics and never touches torch; :class:`ModelInfo`
@@ -34,7 +37,7 @@ import numpy as np
 from core.constants import POSED_STATES
 from core.head_model import HeadModel
 from core.landmarks import FaceLandmarker, LandmarkerOptions, LandmarkResult
-from core.segments import SegmentOptions, Segmenter, distinct_faces
+from core.segments import FrameLook, SegmentOptions, Segmenter, look_at
 from core.sources import Frame, FrameSource
 from core.tracker import FramePrior, Tracker, TrackResult
 
@@ -74,7 +77,7 @@ class FrameResult:
     frame: Frame
     landmarks: LandmarkResult
     track: TrackResult
-    landmarks_ms: float
+    landmarks_ms: float  # the landmark stage: MediaPipe (and the segmenter's look when it took it)
     tracker_ms: float
     latency_ms: float  # from the frame being read to its result
     warnings: tuple[str, ...] = ()
@@ -175,6 +178,14 @@ class TrackingPipeline:
         self._mesh_layer = None  # HeadModelLayer of the full mesh, built on first use (float32)
         self.transport = None  # core.transport.Transport: play a seekable source as it says (the app)
         self.on_idle: Callable[[], None] | None = None  # with a transport: called ~10x/s while no frame comes
+        # Running means (s) that place the work: the landmark stage's whole duration (for the tracker's
+        # spare time), MediaPipe's part of it, and the tracker stage's own work (without the joint
+        # refinement, which fills spare time, and the segmenter's look).
+        self._detecting_since: float | None = None  # perf_counter() at the start of the landmark stage under way
+        self._stage_s, self._detect_s, self._fit_s = 0.006, 0.006, 0.0
+        # The segmenter's look at a frame is taken by the faster of the two threads (the landmark
+        # thread while the tracker is the slower one): the pair then runs at the pace of the slower.
+        self._look_in_landmark_thread = True
         seg = segments or SegmentOptions()
         self.segmenter = Segmenter(replace(seg, face_rule=self.landmarker_options.select))
 
@@ -212,11 +223,38 @@ class TrackingPipeline:
                 return
             yield frame
 
-    def _detect(self, landmarker: FaceLandmarker, frame: Frame) -> tuple[Frame, LandmarkResult, float, float]:
-        read_at = time.perf_counter()
-        t0 = time.perf_counter()
-        result = landmarker.detect(frame.rgb, frame.timestamp_ms)
-        return frame, result, (time.perf_counter() - t0) * 1000, read_at
+    def _detect(self, landmarker: FaceLandmarker,
+                frame: Frame) -> tuple[Frame, LandmarkResult, float, float, FrameLook | None]:
+        """The landmark stage of a frame: MediaPipe, then (while the tracker is the slower thread)
+        the segmenter's look at the frame, else None (the tracker's thread takes it)."""
+        read_at = t0 = self._detecting_since = time.perf_counter()
+        look = None
+        try:
+            result = landmarker.detect(frame.rgb, frame.timestamp_ms)
+            detect_s = time.perf_counter() - t0
+            if self._look_in_landmark_thread:
+                look = self._look(frame, result)
+        finally:
+            self._detecting_since = None
+        stage_s = time.perf_counter() - t0
+        self._detect_s = 0.8 * self._detect_s + 0.2 * detect_s
+        self._stage_s = 0.8 * self._stage_s + 0.2 * stage_s
+        return frame, result, stage_s * 1000, read_at, look
+
+    def _look(self, frame: Frame, result: LandmarkResult) -> FrameLook:
+        return look_at(frame.rgb, () if result.face is None else (result.face, *result.others),
+                       self.segmenter.options.enabled)
+
+    def _next_frame_in_s(self, items: queue.Queue) -> float:
+        """Seconds until the landmark thread is expected to hand over the next frame: 0 when one is
+        waiting, what is left of a detection under way, else (reading a frame) a whole detection.
+        The tracker's joint refinement fills only this time (``Tracker.step(next_frame_in_s=)``)."""
+        if not items.empty():
+            return 0.0
+        since = self._detecting_since
+        if since is None:
+            return self._stage_s
+        return max(0.0, since + self._stage_s - time.perf_counter())
 
     def _producer(self, out: queue.Queue, landmarker: FaceLandmarker) -> None:
         # A live source that makes each frame when asked (``frames_on_demand``, e.g. a simulated camera
@@ -303,9 +341,9 @@ class TrackingPipeline:
                         self._taken.set()
                         if item is _END:
                             break
-                        if self.transport is not None and not self.transport.is_current(item[4]):
+                        if self.transport is not None and not self.transport.is_current(item[5]):
                             continue  # read before the latest seek
-                        yield self._track(*item)
+                        yield self._track(*item, next_frame_in_s=lambda: self._next_frame_in_s(items))
                 finally:
                     self.stop.set()
                     while thread.is_alive():
@@ -324,15 +362,20 @@ class TrackingPipeline:
         if self.error is not None:
             raise self.error
 
-    def _track(self, frame: Frame, lm: LandmarkResult, landmarks_ms: float, read_at: float, generation: int = 0,
-               cut: bool = False) -> FrameResult:
+    def _track(self, frame: Frame, lm: LandmarkResult, landmarks_ms: float, read_at: float,
+               look: FrameLook | None, generation: int = 0, cut: bool = False,
+               next_frame_in_s: Callable[[], float] | None = None) -> FrameResult:
         t0 = time.perf_counter()
+        look_s = 0.0
+        if look is None:
+            look = self._look(frame, lm)
+            look_s = time.perf_counter() - t0
         if cut:
             self.tracker.reset_pose()
             self.segmenter.jumped()
         warnings = []
-        faces = distinct_faces(() if lm.face is None else (lm.face, *lm.others))
-        decision = self.segmenter.update(frame.rgb, faces, frame.timestamp_s, frame.index)
+        faces = list(look.faces)
+        decision = self.segmenter.update(frame.rgb, faces, frame.timestamp_s, frame.index, look)
         if decision.start is not None:
             if decision.start.kind != "start":
                 warnings.append(f"new segment {decision.start.segment_id} at frame {frame.index}: "
@@ -356,8 +399,12 @@ class TrackingPipeline:
             prior = self.prior_fn(seen, self.tracker.needs_pose_prior(frame.timestamp_s))
         track = self.tracker.step(points, frame.timestamp_s, frame.index,
                                   prior=prior, presence=None if face is None else face.presence,
-                                  other_faces=face is None and lm.num_faces > 0)
+                                  other_faces=face is None and lm.num_faces > 0,
+                                  next_frame_in_s=next_frame_in_s)
         tracker_ms = (time.perf_counter() - t0) * 1000
+        own_s = tracker_ms / 1000 - look_s - getattr(self.tracker, "last_refinement_s", 0.0)
+        self._fit_s = 0.8 * self._fit_s + 0.2 * own_s
+        self._look_in_landmark_thread = self._fit_s > self._detect_s
         mesh, mesh_ms = None, 0.0
         if self.with_mesh:
             t1 = time.perf_counter()

@@ -21,9 +21,10 @@ frame, before the tracker runs:
   the view and, ``switch_after_s`` later, other faces remain (the rule picks among them); or a face
   comes back after ``recheck_after_s`` without a face and its colours differ from the person's.
 
-Features per frame cost well under a millisecond (OpenCV on thumbnails). Everything here is pure
-computation (no Qt, no torch); ``core.pipeline`` runs it and the tracker starts a segment
-(:meth:`core.tracker.Tracker.start_segment`) when told.
+Features per frame cost well under a millisecond (OpenCV on thumbnails); :func:`look_at` computes
+them from the frame alone, so ``core.pipeline`` runs it in the landmark thread and only the decision
+(:meth:`Segmenter.update`) on the tracker's. Everything here is pure computation (no Qt, no torch);
+the tracker starts a segment (:meth:`core.tracker.Tracker.start_segment`) when told.
 """
 from __future__ import annotations
 
@@ -270,6 +271,26 @@ def select_by_rule(faces, image_size: tuple[int, int], rule: str) -> int:
     return int(select_faces(list(faces), image_size, rule)[0])
 
 
+@dataclass(frozen=True)
+class FrameLook:
+    """What the segmenter needs of one frame's pixels: its distinct faces, the background thumbnail
+    and each face's features. A pure function of the frame and its landmarks (:func:`look_at`), so
+    the engine computes it in the landmark thread, beside MediaPipe, off the tracker's thread."""
+
+    faces: tuple  # distinct :class:`core.landmarks.FaceObservation` s, in the landmarker's order
+    thumb: tuple[np.ndarray, np.ndarray] | None  # background_thumbnail(); None with segments off
+    features: tuple  # FaceFeatures per face; () with segments off
+
+
+def look_at(rgb: np.ndarray, faces, enabled: bool = True) -> FrameLook:
+    """The :class:`FrameLook` of an RGB frame and every face the landmarker found in it."""
+    faces = tuple(distinct_faces(faces))
+    if not enabled:
+        return FrameLook(faces, None, ())
+    return FrameLook(faces, background_thumbnail(rgb, [f.box_px for f in faces]),
+                     tuple(face_features(rgb, f) for f in faces))
+
+
 # --- the per-frame decision --------------------------------------------------------------------------
 
 
@@ -298,17 +319,21 @@ class Segmenter:
     def current(self) -> SegmentStart | None:
         return self.segments[-1] if self.segments else None
 
-    def update(self, rgb: np.ndarray, faces, timestamp_s: float, frame_index: int) -> SegmentDecision:
-        """``faces``: every :class:`core.landmarks.FaceObservation` of the frame (any order)."""
-        faces = distinct_faces(faces)
+    def update(self, rgb: np.ndarray, faces, timestamp_s: float, frame_index: int,
+               look: FrameLook | None = None) -> SegmentDecision:
+        """``faces``: every :class:`core.landmarks.FaceObservation` of the frame (any order);
+        ``look``: :func:`look_at` of them, when already computed (then ``faces`` is not used)."""
         o = self.options
+        if look is None:
+            look = look_at(rgb, faces, o.enabled)
+        faces = list(look.faces)
         size = (rgb.shape[1], rgb.shape[0])
         if not o.enabled:  # one segment; the rule picks in every frame
             start = self._start(frame_index, timestamp_s, "start", True, "the first frame", {}) \
                 if self.segment_id < 0 else None
             face = faces[select_by_rule(faces, size, o.face_rule)] if faces else None
             return SegmentDecision(face, start, len(faces))
-        thumb = background_thumbnail(rgb, [f.box_px for f in faces])
+        thumb = look.thumb
         start = None
         if self.segment_id < 0:
             start = self._start(frame_index, timestamp_s, "start", True, "the first frame", {})
@@ -330,7 +355,7 @@ class Segmenter:
 
         face = None
         if faces:
-            features = [face_features(rgb, f) for f in faces]
+            features = list(look.features)
             if self._person is None:  # nobody followed yet in this segment: the rule picks
                 pick = select_by_rule(faces, size, o.face_rule)
                 face = self._follow(faces[pick], features[pick], timestamp_s)

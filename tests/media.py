@@ -104,9 +104,9 @@ def track_frames(frames: list[np.ndarray], fps: float = 25.0, **session_options)
     from core.session import SessionOptions, build_session
 
     overrides = session_options.pop("tracker_overrides", {})
-    # The joint refinement runs in time slices while frames wait; an unlimited slice makes a run the
-    # same whatever the machine's load, so runs can be compared.
-    overrides = {"frame_budget_ms": 1e6, **overrides}
+    # The joint refinement runs in the time the engine has to spare, so a run depends on the machine's
+    # load; running every refinement to its end at once makes runs comparable.
+    overrides = {"refine_units_per_frame": 10**6, **overrides}
     session = build_session(SessionOptions(source="frames", tracker_overrides=overrides, **session_options),
                             log=lambda message: None, source=FrameListSource(frames, fps))
     try:

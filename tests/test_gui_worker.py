@@ -245,7 +245,8 @@ class _BusyTracker:
     def start_segment(self, start):
         pass  # the stand-in has no identity to reset
 
-    def step(self, landmarks, timestamp_s, frame_index, prior=None, presence=None, other_faces=False):
+    def step(self, landmarks, timestamp_s, frame_index, prior=None, presence=None, other_faces=False,
+             next_frame_in_s=None):
         import time
 
         source = self.source

@@ -203,6 +203,38 @@ def test_lost_and_reacquired(head):
     assert np.isfinite(back.rotation).all()
 
 
+def refinement_units_per_frame(head, next_frame_in_s, frames: int = 64) -> list[int]:
+    """Joint-refinement units each frame ran, with an unlimited time budget and ``next_frame_in_s``
+    saying when the next frame is due (as the pipelined engine does)."""
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=frames)
+    src = ExactLandmarks(head, opts, noise_px=0.5)
+    tracker = Tracker(head, src.emb, (512, 512), TrackerOptions(frame_budget_ms=1e6))
+    counts, advance = [0], tracker.shared.advance
+
+    def counted():
+        more = advance()
+        counts[-1] += more  # a unit that found the refinement finished did none
+        return more
+
+    tracker.shared.advance = counted
+    for i in range(frames):
+        counts.append(0)
+        tracker.step(src.frame(i)[0], i / 30, i, next_frame_in_s=next_frame_in_s)
+    return counts[1:]
+
+
+def test_the_joint_refinement_fills_only_the_time_until_the_next_frame(head):
+    """A frame already waiting leaves the refinement its minimum (a unit every fourth frame), so an
+    engine that runs flat out is not held back; with time to spare it runs as the budget allows."""
+    waiting = refinement_units_per_frame(head, lambda: 0.0)
+    spare = refinement_units_per_frame(head, lambda: 10.0)
+    assert max(spare) > 1  # time to spare: many units in a frame
+    assert max(waiting) == 1 and sum(waiting) >= 4  # the refinement still moves on ...
+    ran = [i for i, n in enumerate(waiting) if n]
+    assert all(b - a >= 4 for a, b in zip(ran, ran[1:]))  # ... but only every fourth frame
+    assert sum(waiting) < sum(spare)
+
+
 def test_no_face_before_the_first_fit_has_no_pose(head):
     tracker = Tracker(head, vertex_embedding(head)[0], (512, 512), TrackerOptions(focal_px=900.0))
     first = tracker.step(None, 0.0, 0)

@@ -151,3 +151,57 @@ def test_cached_forward_passes_follow_the_state(flame_layout_model):
     after = problem.evaluate(state, shapes[0], log_focal, False)[0]
     assert not torch.allclose(before, after)
     assert torch.equal(after, fresh.evaluate(state, shapes[0], log_focal, False)[0])
+
+
+def test_a_frame_solve_reusing_the_joint_columns_reaches_the_exact_jacobians_optimum(flame_layout_model,
+                                                                                     monkeypatch):
+    """Later Gauss-Newton steps of a frame keep the jaw/eye columns of its first Jacobian while the
+    joints and the rest pose move little: the same optimum as recomputing them at every step, with
+    fewer of them; the next frame keeps them too while it starts close by."""
+    from core.tracker import residuals  # noqa: PLC0415
+    from core.tracker.residuals import Observation  # noqa: PLC0415
+
+    head = flame_layout_model
+    rng = np.random.default_rng(5)
+    shape = torch.as_tensor(rng.normal(size=head.num_shape))
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    truth = random_state(head, rng, 0.2)
+    problem = frame_problem(head)
+    target = problem.evaluate(truth, shape, log_focal, False)[0]
+    obs = Observation(target + torch.as_tensor(rng.normal(0, 0.3, target.shape)),
+                      torch.ones(len(target), dtype=torch.float64), 1.0)
+    start = truth.clone()
+    start.jaw = start.jaw + 0.004  # a frame's motion: the joints turn by a few mrad
+    start.expr = start.expr + 0.01
+    calls = {}
+
+    def counting(p, name):
+        compute = p.model.pose_jacobian
+
+        def counted(posed):
+            calls[name] = calls.get(name, 0) + 1
+            return compute(posed)
+        monkeypatch.setattr(p.model, "pose_jacobian", counted)
+
+    counting(problem, "reused")
+    reused, reused_cost = problem.solve(obs, start.clone(), shape, log_focal, None, 4)
+    assert calls == {"reused": 1}
+    # The next frame starts near where these columns were computed: they carry over; a jaw that opened does not.
+    nearby = start.clone()
+    nearby.jaw = nearby.jaw + 0.002
+    problem.solve(obs, nearby, shape, log_focal, None, 1)
+    assert calls == {"reused": 1}
+    opened = reused.clone()
+    opened.jaw = opened.jaw + torch.tensor([0.05, 0.0, 0.0], dtype=torch.float64)
+    problem.solve(obs, opened, shape, log_focal, None, 1)
+    assert calls == {"reused": 2}
+
+    exact_problem = frame_problem(head)
+    counting(exact_problem, "exact")
+    monkeypatch.setattr(residuals, "ARTICULATION_REUSE_RAD", -1.0)  # recompute at every step
+    exact, exact_cost = exact_problem.solve(obs, start.clone(), shape, log_focal, None, 4)
+    assert calls["exact"] >= 2
+    assert reused_cost <= 1.001 * exact_cost
+    assert torch.allclose(reused.jaw, exact.jaw, atol=2e-4)
+    fit = lambda s: float((problem.evaluate(s, shape, log_focal, False)[0] - target).norm(dim=-1).mean())  # noqa: E731
+    assert fit(reused) == pytest.approx(fit(exact), abs=0.01)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -67,6 +68,7 @@ class Tracker:
         self._history_meta: dict[int, tuple[float, np.ndarray, str]] = {}
         self._unit_s = 0.002  # running mean duration of one refinement unit
         self._starved = 0  # frames in a row without a refinement unit
+        self.last_refinement_s = 0.0  # what the last step gave the joint refinement (it fills spare time)
         self.segment_id = 0
         self._segment_start = None  # a core.segments.SegmentStart for the segment's first result
         self._history_shared: dict[int, SharedEstimator] = {}  # keep_history: each segment's estimator
@@ -174,10 +176,11 @@ class Tracker:
 
     def step(self, landmarks_px: np.ndarray | None, timestamp_s: float, frame_index: int,
              prior: FramePrior | None = None, presence: np.ndarray | None = None,
-             other_faces: bool = False) -> TrackResult:
+             other_faces: bool = False, next_frame_in_s: Callable[[], float] | None = None) -> TrackResult:
         """Fit one frame. landmarks_px: (478, 2) detections or None when the tracked face is not in
         view (``other_faces``: other faces are); ``prior``: this frame's predictions (initialisation,
-        re-acquisition, the focal belief)."""
+        re-acquisition, the focal belief); ``next_frame_in_s``: seconds until the next frame's landmarks
+        are expected (0: waiting now; a pipelined engine): the joint refinement only fills that time."""
         if prior is not None and prior.focal is not None and prior.focal != self._last_prior_focal:
             self._last_prior_focal = prior.focal
             self.shared.set_prior(fuse_focal_priors([self.static_prior, prior.focal]))
@@ -218,8 +221,11 @@ class Tracker:
         if not shared.refining and shared.keyframes_changed and self._frames_since_refine >= self.options.refine_every:
             shared.start_refinement()
             self._frames_since_refine = 0
+        self.last_refinement_s = 0.0
         if shared.refining:
-            self._advance_refinement(step_start)
+            refine_start = time.perf_counter()
+            self._advance_refinement(step_start, next_frame_in_s)
+            self.last_refinement_s = time.perf_counter() - refine_start
         shared.follow_shape()
         tracking = "reacquired" if reacquired else "tracking"
         self._last_result = self._result(frame_index, timestamp_s, tracking, landmarks_px, fit,
@@ -238,10 +244,12 @@ class Tracker:
     def _fit_error(self, obs: Observation, state: FrameState) -> float:
         return self.problem.fit_error(obs, state, self.shared.shape_live, self.log_focal)
 
-    def _advance_refinement(self, step_start: float) -> None:
-        """Run units of the joint refinement while the frame's time budget allows: a unit is only
-        started if its typical duration still fits, and at least one runs every few frames (or exactly
-        ``refine_units_per_frame`` units: reproducible whatever the machine's load)."""
+    def _advance_refinement(self, step_start: float, next_frame_in_s: Callable[[], float] | None = None) -> None:
+        """Run units of the joint refinement in the frame's spare time: a unit is only started if its
+        typical duration still fits the time budget and ends before the next frame is expected (the
+        refinement fills idle time and never holds back an engine that runs flat out), and at least
+        one runs every few frames; or exactly ``refine_units_per_frame`` units: reproducible whatever
+        the machine's load."""
         if self.options.refine_units_per_frame is not None:
             for _ in range(self.options.refine_units_per_frame):
                 if not self.shared.advance():
@@ -251,7 +259,9 @@ class Tracker:
         ran = 0
         while True:
             elapsed = time.perf_counter() - step_start
-            if elapsed + self._unit_s > budget and (ran or self._starved < 3):
+            busy = (elapsed + self._unit_s > budget
+                    or (next_frame_in_s is not None and self._unit_s > next_frame_in_s()))
+            if busy and (ran or self._starved < 3):
                 self._starved += ran == 0
                 return
             t0 = time.perf_counter()

@@ -98,6 +98,16 @@ def average_states(states: list[FrameState]) -> FrameState:
     return out
 
 
+# A Gauss-Newton step of a frame keeps the jaw/eye Jacobian columns of the last state they were
+# computed at while no joint turned by more than this (rad) and no landmark vertex of the rest pose
+# (identity and expression) moved by more than this (m) since: the columns then change by well under
+# a percent, every step is still judged by its exact cost, and they cost as much as the rest.
+ARTICULATION_REUSE_RAD = 0.01
+ARTICULATION_REUSE_REST_M = 5e-4
+# A frame's solve stops once a step lowers the cost by less than this fraction of it.
+STEP_PAYS = 1e-3
+
+
 def rows_times_bases(m: torch.Tensor, bases_by_axis: torch.Tensor) -> torch.Tensor:
     """Per-landmark (2, 3) rows times (3, n) bases. m: (L, 2, 3); bases_by_axis: (3, L, n) -> (L, 2, n)."""
     return (m[..., 0, None] * bases_by_axis[0, :, None] + m[..., 1, None] * bases_by_axis[1, :, None]
@@ -136,6 +146,7 @@ class FrameProblem:
         # room for every keyframe and a frame's own states.
         self._posed_cache: list = []
         self._posed_cache_size = options.max_keyframes + 8
+        self._articulation_from = None  # the PosedLandmarks whose Jacobian step_articulation() gave last
 
     # -- geometry ------------------------------------------------------------------------------
 
@@ -153,9 +164,11 @@ class FrameProblem:
         """(L, 3) where MediaPipe sees each landmark relative to its surface point, at this ρ."""
         return self.model.bias_offset + self.model.bias_slope * (self.rho(state) - self.model.rho_ref)
 
-    def points(self, state: FrameState, shape: torch.Tensor, with_jacobian: bool):
+    def points(self, state: FrameState, shape: torch.Tensor, with_jacobian: bool,
+               articulation: torch.Tensor | None = None):
         """Unrotated landmark points as MediaPipe would place them (L, 3) and, for articulated
-        models, their analytic jaw/eye derivative columns by axis (3, L, k) (``core.tracker.articulation``)."""
+        models, their analytic jaw/eye derivative columns by axis (3, L, k) (``core.tracker.articulation``;
+        ``articulation``: these columns, taken as given instead of computed at ``state``)."""
         if not self.model.articulated:
             if shape is not self._shaped_for:
                 self._shaped = self.model.template + self.model.shapedirs @ shape
@@ -164,10 +177,28 @@ class FrameProblem:
         posed = self._posed_points(state, shape)
         art = None
         if with_jacobian:
-            if posed.jacobian is None:
-                posed.jacobian = self.model.pose_jacobian(posed)
-            art = posed.jacobian
+            if articulation is not None:
+                art = articulation
+            else:
+                if posed.jacobian is None:
+                    posed.jacobian = self.model.pose_jacobian(posed)
+                art = posed.jacobian
         return posed.points + self.bias(state), art
+
+    def step_articulation(self, state: FrameState, shape: torch.Tensor) -> torch.Tensor | None:
+        """(3, L, k) jaw/eye derivative columns for a Gauss-Newton step from ``state`` (None for rigid
+        models): those last computed while within ``ARTICULATION_REUSE_*`` of it, else its own."""
+        if not self.model.articulated:
+            return None
+        posed, last = self._posed_points(state, shape), self._articulation_from
+        if (last is not None and last.jacobian is not None
+                and float((posed.pose - last.pose).abs().max()) <= ARTICULATION_REUSE_RAD
+                and float((posed.v_shaped - last.v_shaped).abs().max()) <= ARTICULATION_REUSE_REST_M):
+            return last.jacobian
+        if posed.jacobian is None:
+            posed.jacobian = self.model.pose_jacobian(posed)
+        self._articulation_from = posed
+        return posed.jacobian
 
     def _posed_points(self, state: FrameState, shape: torch.Tensor):
         """The articulated forward pass of a state, remembered (by value) for the recent states of
@@ -199,10 +230,11 @@ class FrameProblem:
     # -- residuals and Jacobians ---------------------------------------------------------------
 
     def evaluate(self, state: FrameState, shape: torch.Tensor, log_focal: torch.Tensor, with_jacobian: bool,
-                 shared: tuple[str, ...] = ()):
+                 shared: tuple[str, ...] = (), articulation: torch.Tensor | None = None):
         """Projected landmarks (L, 2) and, on request, Jacobian blocks (L, 2, n) by parameter group
-        (``self.blocks``) and by shared parameter (``shape``: identity; ``focal``: ψ = 1/f)."""
-        pts, art = self.points(state, shape, with_jacobian)
+        (``self.blocks``) and by shared parameter (``shape``: identity; ``focal``: ψ = 1/f);
+        ``articulation``: see :meth:`points`."""
+        pts, art = self.points(state, shape, with_jacobian, articulation)
         flip_rot = self.flip[:, None] * state.rot  # model -> camera rotation
         if self.ortho:
             rel = (pts - self.model.head_center) @ flip_rot.T
@@ -302,10 +334,10 @@ class FrameProblem:
 
     def normal_equations(self, obs: Observation, state: FrameState, shape, log_focal, previous: FrameState | None,
                          shared: tuple[str, ...] = (), inflate: float = 1.0,
-                         temporal_scale: float = 1.0) -> NormalEquations:
+                         temporal_scale: float = 1.0, articulation: torch.Tensor | None = None) -> NormalEquations:
         """Gauss-Newton normal equations of one frame's objective (landmark σ times ``inflate``):
-        local block, coupling to the ``shared`` unknowns and gradients."""
-        uv, cols, shared_cols = self.evaluate(state, shape, log_focal, True, shared)
+        local block, coupling to the ``shared`` unknowns and gradients (``articulation``: see :meth:`points`)."""
+        uv, cols, shared_cols = self.evaluate(state, shape, log_focal, True, shared, articulation)
         resid = uv - obs.uv  # (L, 2)
         w, cost = self.robust(resid, obs, inflate)  # (L,)
         jac = torch.cat([cols[name] for name, _ in self.blocks], -1).reshape(-1, sum(w_ for _, w_ in self.blocks))
@@ -390,23 +422,33 @@ class FrameProblem:
         """Levenberg-Marquardt on one frame's own parameters (shared ones fixed).
 
         A trial step is first judged by its cost alone; its Jacobian is computed only when the
-        step is taken and another iteration follows. Stops early once steps stop paying.
+        step is taken and another iteration follows. Stops early once steps stop paying: a step
+        that lowers the cost by less than ``STEP_PAYS`` of it, by its outcome or, before it is
+        tried, by the linear model (which Gauss-Newton steps this small follow closely).
+        Articulated models reuse the jaw/eye columns while the joints and the rest pose barely
+        moved (:meth:`step_articulation`), from step to step and from frame to frame.
         """
         lam = 1e-3
-        normal = self.normal_equations(obs, state, shape, log_focal, previous, (), 1.0, temporal_scale)
+        articulation = self.step_articulation(state, shape)
+        normal = self.normal_equations(obs, state, shape, log_focal, previous, (), 1.0, temporal_scale, articulation)
         cost = normal.cost
         for it in range(iterations):
             h = normal.h_local
             delta = -small_solve(h + lam * torch.diag(h.diagonal()).clamp_min(1e-9), normal.g_local)
+            predicted = -float(2 * normal.g_local @ delta + delta @ h @ delta)  # cost decrease of the linear model
+            if predicted < STEP_PAYS * cost:
+                break
             trial = self.apply(state, delta)
             trial_cost = self.cost(obs, trial, shape, log_focal, previous, 1.0, temporal_scale)
             if trial_cost <= cost:
-                converged = cost - trial_cost < 1e-3 * cost
+                converged = cost - trial_cost < STEP_PAYS * cost
                 state, cost = trial, trial_cost
                 lam = max(lam / 5, 1e-6)
                 if converged or it == iterations - 1:
                     break
-                normal = self.normal_equations(obs, state, shape, log_focal, previous, (), 1.0, temporal_scale)
+                articulation = self.step_articulation(state, shape)
+                normal = self.normal_equations(obs, state, shape, log_focal, previous, (), 1.0, temporal_scale,
+                                               articulation)
             else:
                 lam *= 10
         return state, cost

@@ -126,7 +126,9 @@ class TrackerOptions:
     rho_bias_sigma_per_m: float = 1.5
     focal_observable_sigma: float = 0.25  # posterior relative σ above which the state is "not_observable"
     focal_converged_sigma: float = 0.08
-    frame_budget_ms: float = 7.0  # per-frame time the joint refinement may fill after the frame's own fit
+    # Per-frame time the joint refinement may fill after the frame's own fit (in a pipelined engine only
+    # until the next frame's landmarks are due: Tracker.step(next_frame_in_s=)).
+    frame_budget_ms: float = 7.0
     # Offline and reproducible (flamecam batch): exactly this many refinement units per frame instead of
     # the time budget, so the result does not depend on the machine's speed or load. None: the budget.
     refine_units_per_frame: int | None = None
