@@ -121,7 +121,9 @@ def mediapipe_beside_a_busy_core(frames: list[Frame]) -> dict:
 
 
 def busy_tracker() -> None:
-    """Track the FLAME-sized fixture's exact landmarks in a loop until killed (``--busy-tracker``)."""
+    """Track the FLAME-sized fixture's exact landmarks in a loop until killed or orphaned
+    (``--busy-tracker``)."""
+    parent = os.getppid()
     torch.set_num_threads(1)
     size = (640, 480)
     head, _, exact = flame_sized_fixture(size)
@@ -130,6 +132,8 @@ def busy_tracker() -> None:
     tracker = Tracker(head, src.emb, size, TrackerOptions())
     print("busy", flush=True)
     for i in range(10 ** 9):
+        if i % 100 == 0 and os.getppid() != parent:
+            return
         tracker.step(landmarks[i % 60], i / 30, i)
 
 

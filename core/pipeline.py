@@ -15,10 +15,11 @@ so) or as fast as the tracker goes, paused, stepped or seeking. Frames read befo
 are dropped, and the tracker restarts the pose at a cut (``Tracker.reset_pose``).
 
 The segmenter's look at each frame (``core.segments.look_at``: thumbnails and face features) is
-taken by whichever of the two threads has the less work of its own. Before the tracker, :class:`core.segments.Segmenter` picks the
-tracked person among the faces in view (the ``--face`` rule at a segment's start, continuity after)
-and finds shot cuts and changes of person; a new segment restarts the tracker's identity (and,
-after a cut, the focal length and the regressor's focal belief).
+taken by whichever of the two threads has the less work of its own. Before the tracker,
+:class:`core.segments.Segmenter` picks the tracked person among the faces in view (the ``--face``
+rule at a segment's start, continuity after) and finds shot cuts and changes of person; a new
+segment restarts the tracker's identity (and, after a cut, the focal length and the regressor's
+focal belief).
 
 ``with_mesh=True`` (the GUI) also poses the full head mesh in camera space in the engine's thread,
 so a viewer draws it with the frame's intrinsics and never touches torch; :class:`ModelInfo`
@@ -247,7 +248,7 @@ class TrackingPipeline:
 
     def _next_frame_in_s(self, items: queue.Queue) -> float:
         """Seconds until the landmark thread is expected to hand over the next frame: 0 when one is
-        waiting, what is left of a detection under way, else (reading a frame) a whole detection.
+        waiting, what is left of a landmark stage under way, else (reading a frame) a whole stage.
         The tracker's joint refinement fills only this time (``Tracker.step(next_frame_in_s=)``)."""
         if not items.empty():
             return 0.0
@@ -402,7 +403,7 @@ class TrackingPipeline:
                                   other_faces=face is None and lm.num_faces > 0,
                                   next_frame_in_s=next_frame_in_s)
         tracker_ms = (time.perf_counter() - t0) * 1000
-        own_s = tracker_ms / 1000 - look_s - getattr(self.tracker, "last_refinement_s", 0.0)
+        own_s = tracker_ms / 1000 - look_s - self.tracker.last_refinement_s
         self._fit_s = 0.8 * self._fit_s + 0.2 * own_s
         self._look_in_landmark_thread = self._fit_s > self._detect_s
         mesh, mesh_ms = None, 0.0

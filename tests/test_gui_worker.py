@@ -241,6 +241,7 @@ class _BusyTracker:
         self.source, self.reads_per_step, self.patience_s = source, reads_per_step, patience_s
         self.stop = threading.Event()
         self.reads_during_steps: list[int] = []
+        self.last_refinement_s = 0.0  # it refines nothing
 
     def start_segment(self, start):
         pass  # the stand-in has no identity to reset
