@@ -312,7 +312,8 @@ def load_flame(path: str | Path, num_shape: int = FLAME_DEFAULT_SHAPE, num_expr:
     j_regressor = arr["J_regressor"]
     faces = arr["f"].astype(np.int32)
     regions = _flame_masks(path.parent / "FLAME_masks.pkl", n_vert)
-    eyes = j_regressor[3:5] @ v_template
+    with np.errstate(all="ignore"):  # a corrupt file's non-finite values are named by _validated, not warned about
+        eyes = j_regressor[3:5] @ v_template
     head = HeadModel(
         name=path.name, kind="flame", v_template=v_template, faces=faces,
         shapedirs=np.ascontiguousarray(shapedirs[:, :, :num_shape]),

@@ -265,6 +265,7 @@ def test_truncated_pickle_gives_model_file_error(tmp_path, flame_pkl, fraction):
         load_head_model(path)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # one error line for people, no numpy warning before it
 def test_corrupt_pickle_gives_model_file_error(tmp_path, flame_pkl):
     rng = np.random.default_rng(0)
     data = np.frombuffer(flame_pkl.read_bytes(), dtype=np.uint8)
