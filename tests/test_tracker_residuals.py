@@ -205,3 +205,28 @@ def test_a_frame_solve_reusing_the_joint_columns_reaches_the_exact_jacobians_opt
     assert torch.allclose(reused.jaw, exact.jaw, atol=2e-4)
     fit = lambda s: float((problem.evaluate(s, shape, log_focal, False)[0] - target).norm(dim=-1).mean())  # noqa: E731
     assert fit(reused) == pytest.approx(fit(exact), abs=0.01)
+
+
+def test_a_frame_solve_at_its_optimum_tries_no_step(flame_layout_model, monkeypatch):
+    """A step the linear model says would lower the cost by less than STEP_PAYS of it is not tried
+    (each try costs a forward pass): at the optimum the solve returns at once, the state unchanged."""
+    from core.tracker.residuals import Observation  # noqa: PLC0415
+
+    head = flame_layout_model
+    rng = np.random.default_rng(7)
+    shape = torch.as_tensor(rng.normal(size=head.num_shape))
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    problem = frame_problem(head)
+    truth = random_state(head, rng, 0.2)
+    target = problem.evaluate(truth, shape, log_focal, False)[0]
+    obs = Observation(target, torch.ones(len(target), dtype=torch.float64), 1.0)
+    optimum, _ = problem.solve(obs, truth.clone(), shape, log_focal, None, 6)  # at the optimum the priors allow
+    tried = []
+    cost = problem.cost
+    monkeypatch.setattr(problem, "cost", lambda *a, **k: tried.append(1) or cost(*a, **k))
+    again, _ = problem.solve(obs, optimum, shape, log_focal, None, 3)
+    assert tried == [] and again is optimum
+    moved = optimum.clone()
+    moved.trans = moved.trans + torch.tensor([0.002, 0.0, 0.0], dtype=torch.float64)  # 2 mm off: worth a step
+    problem.solve(obs, moved, shape, log_focal, None, 3)
+    assert len(tried) >= 1
