@@ -309,7 +309,6 @@ class RegressorPrior:
         # While the tracker needs no pose, the camera regressor runs on every focal_stride-th face
         # frame only: its focal belief is all that is used then, and neighbouring frames add little.
         self.focal_stride = max(1, int(focal_stride))
-        self._face_frames = 0
         self.last: RegressorOutput | None = None
         self.last_camera = None  # the camera regressor's newest CameraPrediction
         self.reset()

@@ -235,6 +235,23 @@ def test_the_joint_refinement_fills_only_the_time_until_the_next_frame(head):
     assert sum(waiting) < sum(spare)
 
 
+def test_a_frame_without_a_face_reports_no_refinement_time(head):
+    """``last_refinement_s`` (what the engine subtracts to judge the tracker's own work) belongs to the
+    step that just ran: a frame without a face, which refines nothing, reports 0."""
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=40)
+    src = ExactLandmarks(head, opts, noise_px=0.5)
+    tracker = Tracker(head, src.emb, (512, 512), TrackerOptions(frame_budget_ms=1e6))
+    refined = []
+    for i in range(40):
+        tracker.step(src.frame(i)[0], i / 30, i)
+        refined.append(tracker.last_refinement_s)
+        if refined[-1] > 0:
+            break
+    assert refined[-1] > 0  # a frame that refined says so
+    tracker.step(None, 40 / 30, 40)
+    assert tracker.last_refinement_s == 0.0
+
+
 def test_no_face_before_the_first_fit_has_no_pose(head):
     tracker = Tracker(head, vertex_embedding(head)[0], (512, 512), TrackerOptions(focal_px=900.0))
     first = tracker.step(None, 0.0, 0)

@@ -181,6 +181,7 @@ class Tracker:
         view (``other_faces``: other faces are); ``prior``: this frame's predictions (initialisation,
         re-acquisition, the focal belief); ``next_frame_in_s``: seconds until the next frame's landmarks
         are expected (0: waiting now; a pipelined engine): the joint refinement only fills that time."""
+        self.last_refinement_s = 0.0  # also for a frame without a face, which refines nothing
         if prior is not None and prior.focal is not None and prior.focal != self._last_prior_focal:
             self._last_prior_focal = prior.focal
             self.shared.set_prior(fuse_focal_priors([self.static_prior, prior.focal]))
@@ -221,7 +222,6 @@ class Tracker:
         if not shared.refining and shared.keyframes_changed and self._frames_since_refine >= self.options.refine_every:
             shared.start_refinement()
             self._frames_since_refine = 0
-        self.last_refinement_s = 0.0
         if shared.refining:
             refine_start = time.perf_counter()
             self._advance_refinement(step_start, next_frame_in_s)
