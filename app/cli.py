@@ -61,12 +61,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ignore_interrupts_while_exiting() -> None:
-    """The command has ended and said so: a late Ctrl+C must not print a traceback from the shutdown."""
+    """The command has ended and said so: a late Ctrl+C must not print a traceback from the shutdown,
+    and a handled one must not change the exit code.
+
+    CPython remembers a KeyboardInterrupt that left Python code run by C (``PyRun_String``, e.g.
+    pybind11's ``exec`` during an import) as unhandled even when an outer ``except`` handled it, and
+    at exit kills the process with SIGINT instead of returning our code (exit -2 for a Ctrl+C about
+    1 s into ``flamecam track``). Any successful ``PyRun_SimpleString`` clears that mark."""
+    import ctypes  # noqa: PLC0415
     import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctypes.pythonapi.PyRun_SimpleString(b"pass")
 
 
 if __name__ == "__main__":

@@ -290,3 +290,27 @@ def test_every_command_refuses_bad_input_with_exit_2_and_one_line(tmp_path, comm
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if not _notice(line)]
     assert_one_error_line(errors, command[0])
+
+
+def test_a_handled_ctrl_c_keeps_the_commands_exit_code(tmp_path):
+    """A Ctrl+C that passes through Python code run from C (as an import's pybind11 ``exec`` does)
+    leaves CPython's "unhandled KeyboardInterrupt" mark even once the command handled it; the
+    command's exit code (130, one line) still wins. Run as a module, it used to end as -2, killed by
+    SIGINT at exit."""
+    from app.exit_codes import EXIT_INTERRUPTED
+
+    (tmp_path / "probe.py").write_text(
+        "import ctypes, sys\n"
+        "import core.session\n"
+        "def build_session(*args, **kw):\n"
+        "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # leaves the mark\n"
+        "    raise KeyboardInterrupt  # the Ctrl+C reaches the command\n"
+        "core.session.build_session = build_session\n"
+        f"sys.argv = ['flamecam', 'track', 'synthetic', '-o', {str(tmp_path / 'x.fcrec')!r}]\n"
+        "from app.cli import main\n"
+        "sys.exit(main())\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    proc = subprocess.run([sys.executable, "-m", "probe"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, (proc.returncode, proc.stderr)
+    assert "interrupted during start-up; nothing was recorded" in proc.stderr
