@@ -252,6 +252,39 @@ def test_a_frame_without_a_face_reports_no_refinement_time(head):
     assert tracker.last_refinement_s == 0.0
 
 
+def test_the_live_identity_follows_the_estimate_in_steps_that_move_a_landmark(head):
+    """The live identity follows the refinement's estimate a fraction per frame, but takes it only
+    in steps that move a landmark by IDENTITY_STEP_M (each new identity costs the frames a re-shaping
+    and the stream a shape message), never further behind than that, and arrives exactly."""
+    from core.tracker.shared import IDENTITY_STEP_M
+
+    tracker = Tracker(head, vertex_embedding(head)[0], (512, 512), TrackerOptions(focal_px=900.0))
+    shared, dirs = tracker.shared, tracker.model.shapedirs
+    moved_m = lambda a, b: float((dirs @ (a - b)).norm(dim=-1).max())  # noqa: E731
+    shared.shape = torch.as_tensor(np.random.default_rng(0).normal(0, 1.0, head.num_shape))
+    rate = tracker.options.identity_follow_rate
+    smooth = shared.shape_live.clone()  # where a follow applied at every frame would be
+    versions, steps = [shared.shape_version], []
+    for _ in range(200):
+        before = shared.shape_live
+        shared.follow_shape()
+        smooth = smooth + rate * (shared.shape - smooth)
+        if shared.shape_live is not before:
+            steps.append(moved_m(shared.shape_live, before))
+            versions.append(shared.shape_version)
+        assert moved_m(shared.shape_live, smooth) < IDENTITY_STEP_M + 1e-9
+    assert torch.equal(shared.shape_live, shared.shape)  # arrived
+    assert versions == list(range(versions[0], versions[0] + len(versions)))  # a version per step
+    assert all(step >= IDENTITY_STEP_M for step in steps[:-1])  # only the arrival may be smaller
+    assert 3 < len(steps) < 100  # in steps, not at each of the 200 frames
+    version = shared.shape_version
+    shared.follow_shape()
+    assert shared.shape_version == version  # nothing left to follow
+    shared.shape = shared.shape + 0.01
+    shared.follow_shape(1.0)  # a jump takes the estimate at once, however small
+    assert torch.equal(shared.shape_live, shared.shape) and shared.shape_version == version + 1
+
+
 def test_no_face_before_the_first_fit_has_no_pose(head):
     tracker = Tracker(head, vertex_embedding(head)[0], (512, 512), TrackerOptions(focal_px=900.0))
     first = tracker.step(None, 0.0, 0)

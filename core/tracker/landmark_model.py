@@ -33,7 +33,7 @@ class LandmarkModel:
         self.device = torch.device(device)
         kw = dict(dtype=torch.float64, device=self.device)
         self.ids = np.flatnonzero(embedding.valid)  # which of the 478 landmarks are used
-        self.base_weight = torch.as_tensor(embedding.weights()[self.ids], **kw)  # from embedding consistency
+        self.base_weight = embedding.weights()[self.ids].astype(np.float64)  # (L,) numpy, from embedding consistency
         vids, weights = embedding.vertex_weights(head.faces)
         blend = lambda arr: np.einsum("lk,lk...->l...", weights.astype(np.float64), arr[vids].astype(np.float64))  # noqa: E731
         self.template = torch.as_tensor(blend(head.v_template), **kw)  # (L, 3)

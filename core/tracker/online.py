@@ -327,15 +327,17 @@ class Tracker:
     # -- observations and initialisation -----------------------------------------------------
 
     def _observation(self, landmarks_px: np.ndarray, presence: np.ndarray | None) -> Observation:
-        uv = torch.as_tensor(np.asarray(landmarks_px, np.float64)[self.model.ids], **self.kw)
-        weight = self.model.base_weight.clone()
+        # In numpy, then to the device once: a few whole-array operations on 478 points.
+        uv = np.asarray(landmarks_px, np.float64)[self.model.ids]
+        weight = self.model.base_weight.copy()
         if presence is not None:
-            weight = weight * torch.as_tensor(np.clip(presence[self.model.ids], 0.05, 1.0), **self.kw)
-        weight = torch.where(torch.isfinite(uv).all(1), weight, torch.zeros_like(weight))
-        uv = torch.nan_to_num(uv)
+            weight *= np.clip(np.asarray(presence, np.float64)[self.model.ids], 0.05, 1.0)
+        missing = ~np.isfinite(uv).all(1)
+        weight[missing] = 0.0
+        uv[missing] = 0.0
         size = face_size_px(uv, weight)
         noise = self.options.landmark_sigma_rel * size if math.isfinite(size) and size > 0 else 1.0
-        return Observation(uv, weight, noise)
+        return Observation(torch.as_tensor(uv, **self.kw), torch.as_tensor(weight, **self.kw), noise)
 
     def _prior_translation(self, prior: FramePrior, rot: np.ndarray) -> np.ndarray:
         """Camera-space translation of a prior's pose placed with this tracker's own camera: depth

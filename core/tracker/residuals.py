@@ -64,14 +64,14 @@ class Observation:
     noise_px: float
 
 
-def face_size_px(uv: torch.Tensor, weight: torch.Tensor) -> float:
+def face_size_px(uv: np.ndarray, weight: np.ndarray) -> float:
     """The size (px) of the face: the geometric mean of the sides of the bounding box of the
-    landmarks that count (stable under head turns, which shrink one side only)."""
+    landmarks that count (stable under head turns, which shrink one side only). uv: (L, 2); weight: (L,)."""
     pts = uv[weight > 0]
     if len(pts) < 2:
         return float("nan")
-    extent = (pts.max(0).values - pts.min(0).values).clamp_min(1e-6)
-    return float(torch.sqrt(extent[0] * extent[1]))
+    extent = np.maximum(pts.max(0) - pts.min(0), 1e-6)
+    return float(np.sqrt(extent[0] * extent[1]))
 
 
 @dataclass
@@ -147,6 +147,7 @@ class FrameProblem:
         self._posed_cache: list = []
         self._posed_cache_size = options.max_keyframes + 8
         self._articulation_from = None  # the PosedLandmarks whose Jacobian step_articulation() gave last
+        self._init_priors()
 
     # -- geometry ------------------------------------------------------------------------------
 
@@ -306,31 +307,50 @@ class FrameProblem:
         return scale * irls, float((scale * loss).sum())
 
     def priors(self, state: FrameState, previous: FrameState | None, log_focal: torch.Tensor,
-               temporal_scale: float = 1.0) -> list[tuple[str, int, torch.Tensor, float]]:
-        """Gaussian priors as (block, first column in the block, value - mean, σ). The temporal prior
-        towards ``previous`` loosens by ``temporal_scale`` (e.g. after frames without a face)."""
-        names = {n for n, _ in self.blocks}
-        terms = [("expr", 0, state.expr, self.expr_sigma)]
-        if "jaw" in names:  # opening (x) is free-ish; sideways and twist stay small
-            terms += [("jaw", 0, state.jaw[:1], 0.3), ("jaw", 1, state.jaw[1:], 0.05)]
-        if "eyes" in names:
-            terms.append(("eyes", 0, state.eyes, 0.3))
+               temporal_scale: float = 1.0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Gaussian priors on the per-frame unknowns as (value - mean, 1/σ²) pairs over every column
+        (``self.blocks`` order, precision 0 where a prior says nothing): one on the expressions and
+        joint poses, and a temporal one towards ``previous``, loosened by ``temporal_scale`` (e.g.
+        after frames without a face). Whole vectors: a handful of tensor operations, not a few per term."""
+        parts = [self._no_pose, state.expr]
+        if self._has_jaw:
+            parts.append(state.jaw)
+        if self.model.has_iris:
+            parts.append(state.eyes)
+        layers = [(torch.cat(parts), self._own_precision)]
         if previous is not None:
-            o = self.options
-            sig_rot, sig_trans, sig_expr = (temporal_scale * o.temporal_rot_sigma, temporal_scale * o.temporal_trans_sigma_m,
-                                            temporal_scale * o.temporal_expr_sigma)
             rel = previous.rot.T @ state.rot  # small: its skew part is the rotation vector (right-perturbation frame)
-            d_rot = 0.5 * torch.stack([rel[2, 1] - rel[1, 2], rel[0, 2] - rel[2, 0], rel[1, 0] - rel[0, 1]])
-            terms.append(("rot", 0, d_rot, sig_rot))
+            d_rot = 0.5 * (rel - rel.T)[(2, 0, 1), (1, 2, 0)]
+            precision = self._temporal_precision / temporal_scale ** 2
             if self.ortho:
+                sig_trans = temporal_scale * self.options.temporal_trans_sigma_m
                 focal_px = float(torch.exp(log_focal))
                 depth = focal_px / float(torch.exp(state.log_scale))
-                terms += [("cam", 0, (state.log_scale - previous.log_scale)[None], sig_trans / depth),
-                          ("cam", 1, state.offset - previous.offset, sig_trans * focal_px / depth)]
+                d_cam = torch.cat([(state.log_scale - previous.log_scale)[None], state.offset - previous.offset])
+                precision = precision.clone()
+                precision[3] = (depth / sig_trans) ** 2
+                precision[4:6] = (depth / (sig_trans * focal_px)) ** 2
             else:
-                terms.append(("cam", 0, state.trans - previous.trans, sig_trans))
-            terms.append(("expr", 0, state.expr - previous.expr, sig_expr))
-        return terms
+                d_cam = state.trans - previous.trans
+            layers.append((torch.cat([d_rot, d_cam, state.expr - previous.expr, self._no_joints]), precision))
+        return layers
+
+    def _init_priors(self) -> None:
+        """The constant parts of :meth:`priors` (precisions at ``temporal_scale`` 1, zero fillers)."""
+        o, kw = self.options, self.kw
+        widths = dict(self.blocks)
+        self._has_jaw = "jaw" in widths
+        own = [torch.zeros(6, **kw), torch.full((widths["expr"],), self.expr_sigma ** -2, **kw)]
+        if self._has_jaw:  # opening (x) is free-ish; sideways and twist stay small
+            own.append(torch.tensor([0.3 ** -2, 0.05 ** -2, 0.05 ** -2], **kw))
+        if "eyes" in widths:
+            own.append(torch.full((6,), 0.3 ** -2, **kw))
+        self._own_precision = torch.cat(own)
+        joints = widths.get("jaw", 0) + widths.get("eyes", 0)
+        self._no_pose, self._no_joints = torch.zeros(6, **kw), torch.zeros(joints, **kw)
+        self._temporal_precision = torch.cat([
+            torch.full((3,), o.temporal_rot_sigma ** -2, **kw), torch.full((3,), o.temporal_trans_sigma_m ** -2, **kw),
+            torch.full((widths["expr"],), o.temporal_expr_sigma ** -2, **kw), self._no_joints])
 
     def normal_equations(self, obs: Observation, state: FrameState, shape, log_focal, previous: FrameState | None,
                          shared: tuple[str, ...] = (), inflate: float = 1.0,
@@ -346,15 +366,11 @@ class FrameProblem:
         jw = jac * w2[:, None]
         h_local = jw.T @ jac
         g_local = jw.T @ r2
-        diag = torch.zeros(len(g_local), **self.kw)
-        grad = torch.zeros(len(g_local), **self.kw)
-        for name, first, diff, sigma in self.priors(state, previous, log_focal, temporal_scale):
-            sl = slice(self.offsets[name] + first, self.offsets[name] + first + len(diff))
-            diag[sl] += 1.0 / sigma ** 2
-            grad[sl] += diff / sigma ** 2
-            cost += float((diff ** 2).sum()) / sigma ** 2
-        h_local = h_local + torch.diag(diag)
-        g_local = g_local + grad
+        for diff, precision in self.priors(state, previous, log_focal, temporal_scale):
+            h_local.diagonal().add_(precision)
+            pulled = precision * diff
+            g_local = g_local + pulled
+            cost += float(pulled @ diff)
         fixed = self.active_bounds(state, g_local)
         h_cross = h_shared = g_shared = None
         if shared_cols:
@@ -414,8 +430,7 @@ class FrameProblem:
         """The objective of :meth:`normal_equations` without its Jacobians."""
         uv, _, _ = self.evaluate(state, shape, log_focal, False)
         _, cost = self.robust(uv - obs.uv, obs, inflate)
-        return cost + sum(float((d ** 2).sum()) / sg ** 2
-                          for _, _, d, sg in self.priors(state, previous, log_focal, temporal_scale))
+        return cost + sum(float(p * d @ d) for d, p in self.priors(state, previous, log_focal, temporal_scale))
 
     def solve(self, obs: Observation, state: FrameState, shape, log_focal, previous: FrameState | None,
               iterations: int, temporal_scale: float = 1.0) -> tuple[FrameState, float]:

@@ -30,6 +30,12 @@ from core.tracker.residuals import FrameProblem, FrameState, Observation
 from core.tracker.types import FocalPrior
 
 
+# The live identity takes a step once it moves a landmark by this much (m): well under a pixel
+# at any working distance, and the frames re-shape their landmarks for a few steps per update
+# instead of every frame.
+IDENTITY_STEP_M = 1e-4
+
+
 @dataclass
 class Keyframe:
     frame_index: int
@@ -73,6 +79,8 @@ class SharedEstimator:
         # The identity frames are fitted and reported with: it follows ``shape`` gradually, so an
         # identity update never pops the mesh (its depth is re-solved a little each frame).
         self.shape_live = self.shape.clone()
+        self._shape_follow = self.shape_live  # where the live identity is heading (see follow_shape)
+        self._shape_dirs_flat = problem.model.shapedirs.reshape(-1, self.head.num_shape)  # (3L, S)
         self.shape_version = 0
         self.keyframes: list[Keyframe] = []
         self.keyframes_changed = False
@@ -138,10 +146,24 @@ class SharedEstimator:
     # -- identity ------------------------------------------------------------------------------
 
     def follow_shape(self, rate: float | None = None) -> None:
-        """Move the live identity towards the estimate (a fraction per frame; 1 jumps)."""
-        gap = self.shape - self.shape_live
-        if float(gap.abs().max()) > 1e-4:
-            self.shape_live = self.shape_live + (self.options.identity_follow_rate if rate is None else rate) * gap
+        """Move the live identity towards the estimate (a fraction per frame; 1 jumps).
+
+        The fraction is followed every frame, but the live identity only takes it once it moves
+        a landmark by ``IDENTITY_STEP_M`` (or the follow has arrived): each new identity costs the
+        frames re-shaping their landmarks (for articulated models a forward pass more per frame)
+        and re-sends the shape to stream listeners, while sub-0.1 mm moves are invisible."""
+        gap = self.shape - self._shape_follow
+        arrived = rate == 1.0 or float(gap.abs().max()) <= 1e-4
+        self._shape_follow = self.shape if arrived else self._shape_follow + (
+            self.options.identity_follow_rate if rate is None else rate) * gap
+        if self._shape_follow is self.shape_live:
+            return
+        step = self._shape_follow - self.shape_live
+        if arrived and not bool(step.any()):
+            self._shape_follow = self.shape_live
+            return
+        if arrived or float((self._shape_dirs_flat @ step).view(-1, 3).norm(dim=-1).max()) >= IDENTITY_STEP_M:
+            self.shape_live = self._shape_follow
             self.shape_version += 1
 
     # -- keyframes -----------------------------------------------------------------------------
