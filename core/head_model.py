@@ -197,27 +197,45 @@ class HeadModelLayer(torch.nn.Module):
         """A layer evaluating only ``vertex_ids`` (same device and dtype)."""
         return HeadModelLayer(self.head, vertex_ids, device=self.v_template.device, dtype=self.v_template.dtype)
 
-    def forward(self, shape: torch.Tensor, expr: torch.Tensor, rotation: torch.Tensor | None = None,
+    def forward(self, shape: torch.Tensor | None, expr: torch.Tensor, rotation: torch.Tensor | None = None,
                 neck_pose: torch.Tensor | None = None, jaw_pose: torch.Tensor | None = None,
-                eyes_pose: torch.Tensor | None = None) -> torch.Tensor:
+                eyes_pose: torch.Tensor | None = None, identity: torch.Tensor | None = None) -> torch.Tensor:
         """Posed model-space vertices.
 
         shape: (B, S'), S' <= S (missing trailing components are zero); expr: (B, E');
         rotation: (B, 3) head rotation (axis-angle, about the origin); neck_pose, jaw_pose:
         (B, 3); eyes_pose: (B, 6) left then right. Joint poses are ignored by rigid models.
+        ``identity``: :meth:`identity_template` of the shape, given instead of ``shape``.
         Returns (B, N, 3), N = number of selected vertices.
         """
-        coeffs = torch.cat([_pad(shape, self.num_shape), _pad(expr, self.num_expr)], dim=1)
+        if identity is None:
+            coeffs = torch.cat([_pad(shape, self.num_shape), _pad(expr, self.num_expr)], dim=1)
+            template, dirs = self.v_template, self.dirs
+        else:
+            coeffs, template, dirs = _pad(expr, self.num_expr), identity, self._expression_dirs()
         if self.articulated:
-            pose = self.full_pose(shape.new_zeros(shape.shape[0], 3), neck_pose, jaw_pose, eyes_pose)
-            verts, _ = lbs(coeffs, pose, self.v_template, self.dirs, self.posedirs, self.j_regressor,
-                           self.parents, self.lbs_weights)
+            pose = self.full_pose(expr.new_zeros(expr.shape[0], 3), neck_pose, jaw_pose, eyes_pose)
+            verts, _ = lbs(coeffs, pose, template, dirs, self.posedirs, self.j_regressor, self.parents,
+                           self.lbs_weights)
             verts = verts[:, : self.num_out]
         else:
-            verts = self.v_template + torch.einsum("vcs,bs->bvc", self.dirs, coeffs)
+            verts = template + torch.einsum("vcs,bs->bvc", dirs, coeffs)
         if rotation is not None:
             verts = verts @ axis_angle_to_matrix(rotation).transpose(-1, -2)
         return verts
+
+    def identity_template(self, shape: torch.Tensor) -> torch.Tensor:
+        """The template with an identity blended in, for :meth:`forward` (``identity``): a mesh posed
+        every frame while its identity changes rarely blends the identity basis (the larger half of
+        the bases) once per identity. shape: (S',) -> (N (+J joints), 3)."""
+        return self.v_template + self.dirs[..., :self.num_shape] @ _pad(shape[None], self.num_shape)[0]
+
+    def _expression_dirs(self) -> torch.Tensor:
+        """The expression half of ``dirs``, contiguous (made on first use, on the buffers' device)."""
+        cached = getattr(self, "_exprdirs", None)
+        if cached is None or cached.device != self.dirs.device or cached.dtype != self.dirs.dtype:
+            cached = self._exprdirs = self.dirs[..., self.num_shape:].contiguous()
+        return cached
 
     def full_pose(self, zeros: torch.Tensor, neck_pose: torch.Tensor | None, jaw_pose: torch.Tensor | None,
                   eyes_pose: torch.Tensor | None) -> torch.Tensor:

@@ -177,6 +177,7 @@ class TrackingPipeline:
         self._taken = threading.Event()  # the consumer took an item (on-demand live sources wait for it)
         self._taken.set()
         self._mesh_layer = None  # HeadModelLayer of the full mesh, built on first use (float32)
+        self._mesh_identity = None  # (shape bytes, its HeadModelLayer.identity_template)
         self.transport = None  # core.transport.Transport: play a seekable source as it says (the app)
         self.on_idle: Callable[[], None] | None = None  # with a transport: called ~10x/s while no frame comes
         # Running means (s) that place the work: the landmark stage's whole duration (for the tracker's
@@ -213,8 +214,11 @@ class TrackingPipeline:
             self._mesh_layer = HeadModelLayer(self.tracker.head, device=device, dtype=torch.float32)
         t = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=device)[None]  # noqa: E731
         with torch.no_grad():
-            verts = self._mesh_layer(t(track.shape), t(track.expr), t(track.rotation), t(track.neck_pose),
-                                     t(track.jaw_pose), t(track.eyes_pose))
+            key = np.asarray(track.shape, np.float32).tobytes()
+            if self._mesh_identity is None or self._mesh_identity[0] != key:  # the identity changes rarely
+                self._mesh_identity = (key, self._mesh_layer.identity_template(t(track.shape)[0]))
+            verts = self._mesh_layer(None, t(track.expr), t(track.rotation), t(track.neck_pose), t(track.jaw_pose),
+                                     t(track.eyes_pose), identity=self._mesh_identity[1])
             verts = model_to_camera(verts, t(track.translation))[0]
         return _frozen(verts.cpu().numpy().astype(np.float32, copy=False))
 

@@ -463,6 +463,31 @@ def test_subset_fast_path_equals_full_forward(flame_head, dtype, tol):
         assert (sub_from_method(**params, rotation=rotation) - want).abs().max().item() < tol
 
 
+@pytest.mark.parametrize("articulated", [True, False])
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-6), (torch.float64, 1e-12)])
+def test_an_identity_blended_in_once_poses_the_same_vertices(flame_head, articulated, dtype, tol):
+    """forward(identity=identity_template(shape)) equals forward(shape): what a mesh posed every frame
+    uses while its identity stays (the pipeline's overlay mesh)."""
+    head = flame_head if articulated else HeadModel(
+        name="rigid", kind="npz", v_template=flame_head.v_template, faces=flame_head.faces,
+        shapedirs=flame_head.shapedirs, exprdirs=flame_head.exprdirs, head_center=flame_head.head_center)
+    layer = HeadModelLayer(head, dtype=dtype)
+    for seed in range(3):
+        params = _random_params(flame_head, batch=1, seed=40 + seed, dtype=dtype, pose_scale=0.5)
+        rotation = torch.as_tensor(Rotation.random(1, random_state=seed).as_rotvec()).to(dtype)
+        want = layer(**params, rotation=rotation)
+        identity = layer.identity_template(params["shape"][0])
+        got = layer(None, params["expr"], rotation, params["neck_pose"], params["jaw_pose"], params["eyes_pose"],
+                    identity=identity)
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() < tol
+        # a shorter shape vector pads with zeros, as forward() does
+        short = layer.identity_template(params["shape"][0, :3])
+        padded = torch.zeros_like(params["shape"][0])
+        padded[:3] = params["shape"][0, :3]
+        torch.testing.assert_close(short, layer.identity_template(padded), rtol=0, atol=0)
+
+
 def test_gradients_flow_to_every_parameter():
     """torch.autograd.gradcheck in float64 on a tiny model (12 vertices, 4 shape, 3 expression)."""
     arrays = flame_like_arrays(n_vert=12, seed=11)

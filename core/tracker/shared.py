@@ -30,10 +30,10 @@ from core.tracker.residuals import FrameProblem, FrameState, Observation
 from core.tracker.types import FocalPrior
 
 
-# The live identity takes a step once it moves a landmark by this much (m): well under a pixel
-# at any working distance, and the frames re-shape their landmarks for a few steps per update
-# instead of every frame.
-IDENTITY_STEP_M = 1e-4
+# The live identity takes a step once it moves a landmark by this much (m): at most ~0.3 px even
+# for a head-mounted camera 10 cm away (f = 600 px), and the frames re-shape their landmarks a few
+# times per identity update instead of every frame.
+IDENTITY_STEP_M = 5e-5
 
 
 @dataclass
@@ -151,7 +151,7 @@ class SharedEstimator:
         The fraction is followed every frame, but the live identity only takes it once it moves
         a landmark by ``IDENTITY_STEP_M`` (or the follow has arrived): each new identity costs the
         frames re-shaping their landmarks (for articulated models a forward pass more per frame)
-        and re-sends the shape to stream listeners, while sub-0.1 mm moves are invisible."""
+        and re-sends the shape to stream listeners, while a move of a twentieth of a millimetre is not seen."""
         gap = self.shape - self._shape_follow
         arrived = rate == 1.0 or float(gap.abs().max()) <= 1e-4
         self._shape_follow = self.shape if arrived else self._shape_follow + (
