@@ -230,3 +230,51 @@ def test_a_frame_solve_at_its_optimum_tries_no_step(flame_layout_model, monkeypa
     moved.trans = moved.trans + torch.tensor([0.002, 0.0, 0.0], dtype=torch.float64)  # 2 mm off: worth a step
     problem.solve(obs, moved, shape, log_focal, None, 3)
     assert len(tried) >= 1
+
+
+def test_the_next_frame_at_the_same_state_reuses_its_jacobian(flame_layout_model, builtin_model, monkeypatch):
+    """A frame Jacobian (and a projection) depends on the state, not on the landmarks: asked again
+    at the same values (the next frame starts where the last one ended) it is not recomputed; a value
+    changed in place, another identity or focal length, or shared columns compute afresh, and a
+    tracker gives the same results bit for bit as one that recomputes every time."""
+    from core.tracker import Tracker  # noqa: PLC0415
+    from core.tracker.residuals import FrameProblem as Problem  # noqa: PLC0415
+    from core.synthetic import SyntheticOptions  # noqa: PLC0415
+    from tests.test_tracker import ExactLandmarks  # noqa: PLC0415
+
+    head = flame_layout_model
+    problem = frame_problem(head)
+    computed = []
+    inner = problem._evaluate
+    monkeypatch.setattr(problem, "_evaluate", lambda *a, **k: computed.append(1) or inner(*a, **k))
+    rng = np.random.default_rng(5)
+    shape = torch.as_tensor(rng.normal(size=head.num_shape))
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    state = random_state(head, rng, 0.2)
+    first = problem.evaluate(state, shape, log_focal, True)
+    assert problem.evaluate(state.clone(), shape.clone(), log_focal.clone(), True) is first and len(computed) == 1
+    state.trans[2] += 0.01  # in place
+    moved = problem.evaluate(state, shape, log_focal, True)
+    assert len(computed) == 2 and not torch.equal(moved[0], first[0])
+    assert torch.equal(moved[1]["rot"], frame_problem(head).evaluate(state, shape, log_focal, True)[1]["rot"])
+    problem.evaluate(state, shape + 0.1, log_focal, True)
+    problem.evaluate(state, shape, log_focal + 0.1, True)
+    problem.evaluate(state, shape, log_focal, True, ("shape",))
+    problem.evaluate(state, shape, log_focal, True, ("shape",))
+    assert len(computed) == 6
+    uv = problem.evaluate(state, shape, log_focal, False)[0]  # the projection alone is remembered too
+    assert problem.evaluate(state.clone(), shape, log_focal, False)[0] is uv and len(computed) == 7
+
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=40)
+    src = ExactLandmarks(builtin_model, opts, noise_px=0.5)
+    landmarks = [src.frame(i)[0] for i in range(40)]
+    recomputing = Problem.evaluate
+    runs = []
+    for reuse in (True, False):
+        if not reuse:
+            monkeypatch.setattr(Problem, "evaluate", lambda self, *a: self._evaluate(*a))
+        tracker = Tracker(builtin_model, src.emb, (512, 512), TrackerOptions(refine_units_per_frame=1))
+        runs.append(np.array([np.concatenate([r.rotation, r.translation, r.expr, r.shape, r.intrinsics.ravel()])
+                              for r in (tracker.step(uv, i / 30, i) for i, uv in enumerate(landmarks))]))
+    monkeypatch.setattr(Problem, "evaluate", recomputing)
+    assert np.array_equal(runs[0], runs[1])

@@ -147,6 +147,8 @@ class FrameProblem:
         self._posed_cache: list = []
         self._posed_cache_size = options.max_keyframes + 8
         self._articulation_from = None  # the PosedLandmarks whose Jacobian step_articulation() gave last
+        # evaluate()'s last output without and with Jacobians: ((values, articulation), output)
+        self._remembered: list = [None, None]
         self._init_priors()
 
     # -- geometry ------------------------------------------------------------------------------
@@ -234,7 +236,26 @@ class FrameProblem:
                  shared: tuple[str, ...] = (), articulation: torch.Tensor | None = None):
         """Projected landmarks (L, 2) and, on request, Jacobian blocks (L, 2, n) by parameter group
         (``self.blocks``) and by shared parameter (``shape``: identity; ``focal``: ψ = 1/f);
-        ``articulation``: see :meth:`points`."""
+        ``articulation``: see :meth:`points`.
+
+        The last projection and the last frame Jacobian (no shared columns) are remembered with the
+        values they were taken at: neither depends on the landmarks, and a frame's solve, its fit
+        error, its result and the next frame's first step look at the same final state."""
+        if shared:
+            return self._evaluate(state, shape, log_focal, with_jacobian, shared, articulation)
+        key = (b"".join(t.detach().cpu().numpy().tobytes() for t in (state.rot, state.trans, state.expr, state.jaw,
+                                                                     state.eyes, state.log_scale, state.offset,
+                                                                     shape, log_focal)),
+               articulation if with_jacobian else None)
+        last = self._remembered[with_jacobian]
+        if last is not None and last[0][0] == key[0] and last[0][1] is key[1]:
+            return last[1]
+        out = self._evaluate(state, shape, log_focal, with_jacobian, (), articulation)
+        self._remembered[with_jacobian] = (key, out)
+        return out
+
+    def _evaluate(self, state: FrameState, shape: torch.Tensor, log_focal: torch.Tensor, with_jacobian: bool,
+                  shared: tuple[str, ...] = (), articulation: torch.Tensor | None = None):
         pts, art = self.points(state, shape, with_jacobian, articulation)
         flip_rot = self.flip[:, None] * state.rot  # model -> camera rotation
         if self.ortho:
