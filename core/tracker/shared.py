@@ -80,7 +80,7 @@ class SharedEstimator:
         # identity update never pops the mesh (its depth is re-solved a little each frame).
         self.shape_live = self.shape.clone()
         self._shape_follow = self.shape_live  # where the live identity is heading (see follow_shape)
-        self._shape_dirs_flat = problem.model.shapedirs.reshape(-1, self.head.num_shape)  # (3L, S)
+        self._shape_dirs_flat = problem.model.shapedirs.reshape(3 * problem.model.num_landmarks, -1)  # (3L, S)
         self.shape_version = 0
         self.keyframes: list[Keyframe] = []
         self.keyframes_changed = False
@@ -151,7 +151,7 @@ class SharedEstimator:
         The fraction is followed every frame, but the live identity only takes it once it moves
         a landmark by ``IDENTITY_STEP_M`` (or the follow has arrived): each new identity costs the
         frames re-shaping their landmarks (for articulated models a forward pass more per frame)
-        and re-sends the shape to stream listeners, while a move of a twentieth of a millimetre is not seen."""
+        and re-sends the shape to stream listeners, while a twentieth of a millimetre is not seen."""
         gap = self.shape - self._shape_follow
         arrived = rate == 1.0 or float(gap.abs().max()) <= 1e-4
         self._shape_follow = self.shape if arrived else self._shape_follow + (
