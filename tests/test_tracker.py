@@ -285,6 +285,21 @@ def test_the_live_identity_follows_the_estimate_in_steps_that_move_a_landmark(he
     assert torch.equal(shared.shape_live, shared.shape) and shared.shape_version == version + 1
 
 
+def test_a_model_without_identity_components_tracks_and_refines(builtin_model):
+    """A head model with expressions only (no identity basis) tracks and refines its focal length:
+    the identity follow has nothing to follow (it used to fail on the empty vector)."""
+    from core.head_model import HeadModel  # noqa: PLC0415
+
+    base = builtin_model
+    head = HeadModel(name="no-identity", kind="npz", v_template=base.v_template, faces=base.faces,
+                     shapedirs=np.zeros((base.num_vertices, 3, 0), np.float32), exprdirs=base.exprdirs,
+                     head_center=base.head_center)
+    assert head.num_shape == 0
+    tracker, out = run(head, SyntheticOptions(width=512, height=512, focal=900, frames=40), TrackerOptions(), 40)
+    assert all(r.tracking_state in ("tracking", "reacquired") for r, _ in out[1:])
+    assert out[-1][0].shape.shape == (0,) and out[-1][0].fit_error_px < 2.0
+
+
 def test_no_face_before_the_first_fit_has_no_pose(head):
     tracker = Tracker(head, vertex_embedding(head)[0], (512, 512), TrackerOptions(focal_px=900.0))
     first = tracker.step(None, 0.0, 0)

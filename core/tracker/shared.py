@@ -152,6 +152,8 @@ class SharedEstimator:
         a landmark by ``IDENTITY_STEP_M`` (or the follow has arrived): each new identity costs the
         frames re-shaping their landmarks (for articulated models a forward pass more per frame)
         and re-sends the shape to stream listeners, while a twentieth of a millimetre is not seen."""
+        if not len(self.shape):  # a model without identity components
+            return
         gap = self.shape - self._shape_follow
         arrived = rate == 1.0 or float(gap.abs().max()) <= 1e-4
         self._shape_follow = self.shape if arrived else self._shape_follow + (
