@@ -114,6 +114,14 @@ def rows_times_bases(m: torch.Tensor, bases_by_axis: torch.Tensor) -> torch.Tens
             + m[..., 2, None] * bases_by_axis[2, :, None])
 
 
+def values_key(*tensors: torch.Tensor) -> bytes:
+    """The tensors' values as bytes, a cache key that an in-place change invalidates (one copy to
+    the host on a GPU, where each small copy waits for the device)."""
+    if tensors[0].device.type == "cpu":
+        return b"".join(t.detach().numpy().tobytes() for t in tensors)
+    return torch.cat([t.detach().reshape(-1) for t in tensors]).cpu().numpy().tobytes()
+
+
 def small_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Solve a small dense system; LAPACK through numpy is faster than torch's for n < ~200 on a CPU."""
     if a.device.type != "cpu":
@@ -215,7 +223,7 @@ class FrameProblem:
             shaped, posed_by_key = self.model.shaped_vertices(shape), OrderedDict()
             self._posed_cache.insert(0, (shape, shaped, posed_by_key))
             del self._posed_cache[2:]
-        key = b"".join(t.detach().cpu().numpy().tobytes() for t in (state.expr, state.jaw, state.eyes))
+        key = values_key(state.expr, state.jaw, state.eyes)
         posed = posed_by_key.get(key)
         if posed is None:
             posed = posed_by_key[key] = self.model.posed_points(shaped, state.expr, state.jaw, state.eyes)
@@ -243,10 +251,8 @@ class FrameProblem:
         error, its result and the next frame's first step look at the same final state."""
         if shared:
             return self._evaluate(state, shape, log_focal, with_jacobian, shared, articulation)
-        key = (b"".join(t.detach().cpu().numpy().tobytes() for t in (state.rot, state.trans, state.expr, state.jaw,
-                                                                     state.eyes, state.log_scale, state.offset,
-                                                                     shape, log_focal)),
-               articulation if with_jacobian else None)
+        key = (values_key(state.rot, state.trans, state.expr, state.jaw, state.eyes, state.log_scale, state.offset,
+                          shape, log_focal), articulation if with_jacobian else None)
         last = self._remembered[with_jacobian]
         if last is not None and last[0][0] == key[0] and last[0][1] is key[1]:
             return last[1]
