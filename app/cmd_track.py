@@ -258,6 +258,7 @@ def record_run(session, out, meta, overwrite: bool = False, on_result=None, summ
     called after each frame is written, ``on_open()`` once the recording is open. Ctrl+C stops the run and closes the recording (``interrupted``);
     a source failure (:class:`core.sources.SourceError`) or a write failure
     (:class:`core.recording.RecordingError`) is raised after the frames before it are saved."""
+    from app.gc_policy import frozen_after_first  # noqa: PLC0415
     from core.recording import RecordingWriter  # noqa: PLC0415
     from core.segments import SegmentLog  # noqa: PLC0415
 
@@ -270,7 +271,7 @@ def record_run(session, out, meta, overwrite: bool = False, on_result=None, summ
         try:
             if on_open is not None:
                 on_open()
-            for result in pipeline.run():
+            for result in frozen_after_first(pipeline.run()):
                 track = result.track
                 if track.shape_version != shape_version:
                     writer.write_identity(track.frame_index, track.shape)

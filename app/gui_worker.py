@@ -233,11 +233,12 @@ class TrackingThread(StoppableThread):
         return src, session.pipeline
 
     def _track(self, pipeline) -> str:
+        from app.gc_policy import frozen_after_first  # noqa: PLC0415
         from core.assets import AssetError  # noqa: PLC0415
         from core.sources import SourceError  # noqa: PLC0415
 
         try:
-            for result in pipeline.run():
+            for result in frozen_after_first(pipeline.run()):
                 self.stream.send(result)
                 if result.cut and self._writer is not None:
                     saved = self._close_recording("seek")
