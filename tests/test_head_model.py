@@ -64,6 +64,12 @@ def _random_params(head: HeadModel, batch: int, seed: int, dtype=torch.float64, 
             "eyes_pose": rnd(batch, 6, scale=pose_scale)}
 
 
+def _rigid_copy(head: HeadModel) -> HeadModel:
+    """The same surface and bases without joints: a rigid model."""
+    return HeadModel(name="rigid", kind="npz", v_template=head.v_template, faces=head.faces,
+                     shapedirs=head.shapedirs, exprdirs=head.exprdirs, head_center=head.head_center)
+
+
 def _direct_lbs(head: HeadModel, params: dict, root_pose: torch.Tensor | None = None) -> torch.Tensor:
     """smplx ``lbs`` on the full model arrays, FLAME's joint order (global, neck, jaw, eyes)."""
     f64 = dict(dtype=torch.float64)
@@ -468,9 +474,7 @@ def test_subset_fast_path_equals_full_forward(flame_head, dtype, tol):
 def test_an_identity_blended_in_once_poses_the_same_vertices(flame_head, articulated, dtype, tol):
     """forward(identity=identity_template(shape)) equals forward(shape): what a mesh posed every frame
     uses while its identity stays (the pipeline's overlay mesh)."""
-    head = flame_head if articulated else HeadModel(
-        name="rigid", kind="npz", v_template=flame_head.v_template, faces=flame_head.faces,
-        shapedirs=flame_head.shapedirs, exprdirs=flame_head.exprdirs, head_center=flame_head.head_center)
+    head = flame_head if articulated else _rigid_copy(flame_head)
     layer = HeadModelLayer(head, dtype=dtype)
     for seed in range(3):
         params = _random_params(flame_head, batch=1, seed=40 + seed, dtype=dtype, pose_scale=0.5)
@@ -563,8 +567,7 @@ def test_flame_round_trip_through_flamecam_npz(tmp_path, flame_head):
 
 def test_rigid_rotation_and_subset_on_built_model(flame_head):
     """A rigid model (no joints): vertices = template + dirs·coeffs, then rotated; subset exact."""
-    rigid = HeadModel(name="rigid", kind="npz", v_template=flame_head.v_template, faces=flame_head.faces,
-                      shapedirs=flame_head.shapedirs, exprdirs=flame_head.exprdirs, head_center=flame_head.head_center)
+    rigid = _rigid_copy(flame_head)
     layer = HeadModelLayer(rigid, dtype=torch.float64)
     params = _random_params(flame_head, batch=2, seed=31)
     rotation = torch.tensor([[0.1, 0.2, 0.3], [0.0, -0.6, 0.0]], dtype=torch.float64)

@@ -238,7 +238,6 @@ def test_the_next_frame_at_the_same_state_reuses_its_jacobian(flame_layout_model
     changed in place, another identity or focal length, or shared columns compute afresh, and a
     tracker gives the same results bit for bit as one that recomputes every time."""
     from core.tracker import Tracker  # noqa: PLC0415
-    from core.tracker.residuals import FrameProblem as Problem  # noqa: PLC0415
     from core.synthetic import SyntheticOptions  # noqa: PLC0415
     from tests.test_tracker import ExactLandmarks  # noqa: PLC0415
 
@@ -268,13 +267,13 @@ def test_the_next_frame_at_the_same_state_reuses_its_jacobian(flame_layout_model
     opts = SyntheticOptions(width=512, height=512, focal=900, frames=40)
     src = ExactLandmarks(builtin_model, opts, noise_px=0.5)
     landmarks = [src.frame(i)[0] for i in range(40)]
-    recomputing = Problem.evaluate
+    recomputing = FrameProblem.evaluate
     runs = []
     for reuse in (True, False):
         if not reuse:
-            monkeypatch.setattr(Problem, "evaluate", lambda self, *a: self._evaluate(*a))
+            monkeypatch.setattr(FrameProblem, "evaluate", lambda self, *a: self._evaluate(*a))
         tracker = Tracker(builtin_model, src.emb, (512, 512), TrackerOptions(refine_units_per_frame=1))
         runs.append(np.array([np.concatenate([r.rotation, r.translation, r.expr, r.shape, r.intrinsics.ravel()])
                               for r in (tracker.step(uv, i / 30, i) for i, uv in enumerate(landmarks))]))
-    monkeypatch.setattr(Problem, "evaluate", recomputing)
+    monkeypatch.setattr(FrameProblem, "evaluate", recomputing)
     assert np.array_equal(runs[0], runs[1])

@@ -339,11 +339,7 @@ class FrameProblem:
         (``self.blocks`` order, precision 0 where a prior says nothing): one on the expressions and
         joint poses, and a temporal one towards ``previous``, loosened by ``temporal_scale`` (e.g.
         after frames without a face). Whole vectors: a handful of tensor operations, not a few per term."""
-        parts = [self._no_pose, state.expr]
-        if self._has_jaw:
-            parts.append(state.jaw)
-        if self.model.has_iris:
-            parts.append(state.eyes)
+        parts = [self._no_pose, state.expr] + [getattr(state, name) for name in self._joint_blocks]
         layers = [(torch.cat(parts), self._own_precision)]
         if previous is not None:
             rel = previous.rot.T @ state.rot  # small: its skew part is the rotation vector (right-perturbation frame)
@@ -366,14 +362,12 @@ class FrameProblem:
         """The constant parts of :meth:`priors` (precisions at ``temporal_scale`` 1, zero fillers)."""
         o, kw = self.options, self.kw
         widths = dict(self.blocks)
-        self._has_jaw = "jaw" in widths
-        own = [torch.zeros(6, **kw), torch.full((widths["expr"],), self.expr_sigma ** -2, **kw)]
-        if self._has_jaw:  # opening (x) is free-ish; sideways and twist stay small
-            own.append(torch.tensor([0.3 ** -2, 0.05 ** -2, 0.05 ** -2], **kw))
-        if "eyes" in widths:
-            own.append(torch.full((6,), 0.3 ** -2, **kw))
-        self._own_precision = torch.cat(own)
-        joints = widths.get("jaw", 0) + widths.get("eyes", 0)
+        self._joint_blocks = [name for name in ("jaw", "eyes") if name in widths]  # after expr, in column order
+        joint_precision = {"jaw": [0.3 ** -2, 0.05 ** -2, 0.05 ** -2],  # opening (x) is free-ish; sideways and
+                           "eyes": [0.3 ** -2] * 6}  # twist stay small
+        self._own_precision = torch.cat([torch.zeros(6, **kw), torch.full((widths["expr"],), self.expr_sigma ** -2, **kw)]
+                                        + [torch.tensor(joint_precision[name], **kw) for name in self._joint_blocks])
+        joints = sum(widths[name] for name in self._joint_blocks)
         self._no_pose, self._no_joints = torch.zeros(6, **kw), torch.zeros(joints, **kw)
         self._temporal_precision = torch.cat([
             torch.full((3,), o.temporal_rot_sigma ** -2, **kw), torch.full((3,), o.temporal_trans_sigma_m ** -2, **kw),

@@ -78,7 +78,7 @@ class SharedEstimator:
         self.shape = torch.zeros(self.head.num_shape, **self.kw)  # the refinement's identity estimate
         # The identity frames are fitted and reported with: it follows ``shape`` gradually, so an
         # identity update never pops the mesh (its depth is re-solved a little each frame).
-        self.shape_live = self.shape.clone()
+        self.shape_live = self.shape  # tensors are replaced, never changed in place
         self._shape_follow = self.shape_live  # where the live identity is heading (see follow_shape)
         self._shape_dirs_flat = problem.model.shapedirs.reshape(3 * problem.model.num_landmarks, -1)  # (3L, S)
         self.shape_version = 0
