@@ -7,6 +7,7 @@ Several faces: the configured one is kept (largest by default) and the count is 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import sys
@@ -166,6 +167,7 @@ class FaceLandmarker:
         mode = {"image": vision.RunningMode.IMAGE, "video": vision.RunningMode.VIDEO,
                 "live_stream": vision.RunningMode.LIVE_STREAM}[options.running_mode]
         self._lock = threading.Lock()
+        self._call_lock = threading.Lock()  # a direct call (DirectCalls) and close() never overlap
         self._latest: LandmarkResult | None = None
         self._pending_sizes: dict[int, tuple[int, int]] = {}
         self._last_ts = -1
@@ -180,6 +182,9 @@ class FaceLandmarker:
         )
         with quiet_native_startup():
             self._landmarker = vision.FaceLandmarker.create_from_options(mp_options)
+        # Image and video mode call MediaPipe's C entry points directly (see DirectCalls); None on a
+        # MediaPipe build without them, which then runs through its Python wrapper (same numbers).
+        self._direct = None if options.running_mode == "live_stream" else DirectCalls.attach(self._landmarker)
 
     # -- running --------------------------------------------------------------------------
 
@@ -199,15 +204,20 @@ class FaceLandmarker:
 
     def detect(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> LandmarkResult:
         """Landmarks of the selected face in an RGB uint8 frame (image or video mode)."""
+        if self.options.running_mode == "live_stream":
+            raise RuntimeError("detect() is for image/video mode; use detect_async() in live_stream mode")
         image = self._image(rgb)
         size = (rgb.shape[1], rgb.shape[0])
-        if self.options.running_mode == "image":
-            ts = self._next_timestamp(timestamp_ms)
-            return self._convert(self._landmarker.detect(image), ts, size)
-        if self.options.running_mode == "video":
-            ts = self._next_timestamp(timestamp_ms)
-            return self._convert(self._landmarker.detect_for_video(image, ts), ts, size)
-        raise RuntimeError("detect() is for image/video mode; use detect_async() in live_stream mode")
+        ts = self._next_timestamp(timestamp_ms)
+        video = self.options.running_mode == "video"
+        if self._direct is not None:
+            with self._call_lock:
+                if self._landmarker is None:
+                    raise RuntimeError("the landmarker is closed")
+                faces = self._direct.detect(image, ts if video else None)
+            return self._result(faces, ts, size)
+        result = self._landmarker.detect_for_video(image, ts) if video else self._landmarker.detect(image)
+        return self._convert(result, ts, size)
 
     def detect_async(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> None:
         ts = self._next_timestamp(timestamp_ms)
@@ -232,35 +242,154 @@ class FaceLandmarker:
     # -- conversion -----------------------------------------------------------------------
 
     def _convert(self, result, timestamp_ms: int, size: tuple[int, int]) -> LandmarkResult:
-        width, height = size
+        """A LandmarkResult from MediaPipe's Python result objects (live stream; a build without DirectCalls)."""
         faces = []
         for i, lms in enumerate(result.face_landmarks):
             xyz = np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32)
             pres = np.array([1.0 if p.presence is None else p.presence for p in lms], dtype=np.float32)
-            uv = xyz[:, :2] * np.array([width, height], np.float32)
             scores = np.zeros(len(MEDIAPIPE_BLENDSHAPE_NAMES), np.float32)
             if result.face_blendshapes and i < len(result.face_blendshapes):
                 for cat in result.face_blendshapes[i]:
                     if cat.category_name in MEDIAPIPE_BLENDSHAPE_NAMES:
                         scores[MEDIAPIPE_BLENDSHAPE_NAMES.index(cat.category_name)] = cat.score
-            lo, hi = uv.min(0), uv.max(0)
-            faces.append(FaceObservation(landmarks_px=uv, depth_px=xyz[:, 2] * width, presence=pres,
-                                         blendshapes=scores, box_px=np.concatenate([lo, hi - lo]).astype(np.float32)))
+            faces.append((xyz, pres, scores))
+        return self._result(faces, timestamp_ms, size)
+
+    def _result(self, faces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], timestamp_ms: int,
+                size: tuple[int, int]) -> LandmarkResult:
+        """``faces``: per face (xyz (478, 3) normalised, presence (478,), blendshape scores (52,))."""
         if not faces:
             return LandmarkResult(timestamp_ms, size, None, 0)
+        width, height = size
+        observed = []
+        for xyz, pres, scores in faces:
+            uv = xyz[:, :2] * np.array([width, height], np.float32)
+            lo, hi = uv.min(0), uv.max(0)
+            observed.append(FaceObservation(landmarks_px=uv, depth_px=xyz[:, 2] * width, presence=pres,
+                                            blendshapes=scores, box_px=np.concatenate([lo, hi - lo]).astype(np.float32)))
+        faces = observed
         order = select_faces(faces, size, self.options.select)
         return LandmarkResult(timestamp_ms, size, faces[order[0]], len(faces), tuple(faces[j] for j in order[1:]))
 
     def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        with self._call_lock:
+            if self._landmarker is not None:
+                self._landmarker.close()
+                self._landmarker = None
 
     def __enter__(self) -> "FaceLandmarker":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class DirectCalls:
+    """mediapipe 1.2.2's face-landmarker C entry points, called from the caller's thread, with the
+    result read by numpy: the same C calls and the same numbers as its Python wrapper (tested).
+
+    Why: the wrapper sends every C call through a one-thread executor (two thread hand-offs per call,
+    each taking the GIL) and turns every landmark into a Python object (~0.5 ms per frame with the GIL
+    held). Beside a tracker thread that is busy in Python, each of those GIL hand-offs waits for it;
+    the landmark thread then runs well below MediaPipe's own rate. Calls for one landmarker stay one
+    at a time (``FaceLandmarker._call_lock``), as the executor kept them.
+    """
+
+    def __init__(self, lib, handle, result_type, landmark_dtype: np.dtype, category_dtype: np.dtype, utils):
+        self._lib, self._handle, self._result_type, self._utils = lib, handle, result_type, utils
+        self._landmark_dtype, self._category_dtype = landmark_dtype, category_dtype
+        self._positions: np.ndarray | None = None  # blendshape category index -> MEDIAPIPE_BLENDSHAPE_NAMES
+
+    @classmethod
+    def attach(cls, landmarker) -> "DirectCalls | None":
+        """For a ``mediapipe.tasks`` FaceLandmarker; None when this MediaPipe build lacks the C API used."""
+        import importlib  # noqa: PLC0415
+
+        try:
+            package = "mediapipe.tasks.python."
+            bindings = importlib.import_module(package + "core.mediapipe_c_bindings")
+            utils = importlib.import_module(package + "core.mediapipe_c_utils")
+            landmark_c = importlib.import_module(package + "components.containers.landmark_c")
+            category_c = importlib.import_module(package + "components.containers.category_c")
+            wrapper = importlib.import_module(package + "vision.face_landmarker")
+            lib = bindings.load_raw_library()
+            for name in ("MpFaceLandmarkerDetectImage", "MpFaceLandmarkerDetectForVideo", "MpFaceLandmarkerCloseResult"):
+                getattr(lib, name)
+            handle, result_type = landmarker._handle, wrapper.MpFaceLandmarkerResultC
+            point, category = landmark_c.MpNormalizedLandmarkC, category_c.MpCategoryC
+            landmark_dtype = _struct_dtype(point, {"x": "<f4", "y": "<f4", "z": "<f4", "has_presence": "?",
+                                                   "presence": "<f4"})
+            category_dtype = _struct_dtype(category, {"index": "<i4", "score": "<f4"})
+        except (ImportError, AttributeError):
+            return None
+        return cls(lib, handle, result_type, landmark_dtype, category_dtype, utils)
+
+    def detect(self, image, timestamp_ms: int | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per face found: normalised xyz (478, 3), presence (478,) (1 where none is given) and the
+        blendshape scores (52,) in MEDIAPIPE_BLENDSHAPE_NAMES order. ``timestamp_ms`` None: image mode."""
+        if self._utils.is_shutdown():  # as the wrapper: no calls into the library while Python exits
+            return []
+        result, error = self._result_type(), ctypes.c_char_p()
+        if timestamp_ms is None:
+            status = self._lib.MpFaceLandmarkerDetectImage(self._handle, image._image_ptr, None,
+                                                          ctypes.byref(result), ctypes.byref(error))
+        else:
+            status = self._lib.MpFaceLandmarkerDetectForVideo(self._handle, image._image_ptr, None, timestamp_ms,
+                                                             ctypes.byref(result), ctypes.byref(error))
+        try:
+            self._utils.handle_status(status, error)
+        finally:
+            if error.value is not None:
+                self._lib.MpErrorFree(error)
+        try:
+            return [self._face(result, i) for i in range(result.face_landmarks_count)]
+        finally:
+            self._lib.MpFaceLandmarkerCloseResult(ctypes.byref(result))
+
+    def _face(self, result, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        points = result.face_landmarks[i]
+        rows = _c_array(points.landmarks, points.landmarks_count, self._landmark_dtype)
+        xyz = np.stack([rows["x"], rows["y"], rows["z"]], -1)
+        presence = np.where(rows["has_presence"], rows["presence"], np.float32(1.0))
+        scores = np.zeros(len(MEDIAPIPE_BLENDSHAPE_NAMES), np.float32)
+        if i < result.face_blendshapes_count:
+            categories = result.face_blendshapes[i]
+            cats = _c_array(categories.categories, categories.categories_count, self._category_dtype)
+            if self._positions is None:
+                self._positions = _blendshape_positions(categories)
+            index = cats["index"]
+            known = (index >= 0) & (index < len(self._positions))
+            position = self._positions[index[known]]
+            scores[position[position >= 0]] = cats["score"][known][position >= 0]
+        return xyz, presence, scores
+
+
+def _blendshape_positions(categories) -> np.ndarray:
+    """Category index -> position in MEDIAPIPE_BLENDSHAPE_NAMES (-1: a name we do not know), from the
+    names in a ctypes ``MpCategoriesC`` (read once per landmarker: the model's categories are fixed)."""
+    names = {}
+    for j in range(categories.categories_count):
+        cat = categories.categories[j]
+        names[cat.index] = (cat.category_name or b"").decode()
+    positions = np.full(max(names, default=-1) + 1, -1, np.int64)
+    for index, name in names.items():
+        if index >= 0 and name in MEDIAPIPE_BLENDSHAPE_NAMES:
+            positions[index] = MEDIAPIPE_BLENDSHAPE_NAMES.index(name)
+    return positions
+
+
+def _struct_dtype(struct, fields: dict[str, str]) -> np.dtype:
+    """A numpy view of a ctypes Structure's ``fields`` (name -> numpy format), at its offsets and size."""
+    return np.dtype({"names": list(fields), "formats": list(fields.values()),
+                     "offsets": [getattr(struct, name).offset for name in fields], "itemsize": ctypes.sizeof(struct)})
+
+
+def _c_array(pointer, count: int, dtype: np.dtype) -> np.ndarray:
+    """A copy of ``count`` C structs at a ctypes ``pointer`` as a numpy structured array."""
+    if count == 0:
+        return np.zeros(0, dtype)
+    address = ctypes.cast(pointer, ctypes.c_void_p).value
+    return np.frombuffer((ctypes.c_char * (count * dtype.itemsize)).from_address(address), dtype).copy()
 
 
 def select_faces(faces: list[FaceObservation], image_size: tuple[int, int], rule: str) -> list[int]:

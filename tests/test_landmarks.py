@@ -184,3 +184,40 @@ def test_mediapipe_names_map_onto_the_builtin_expressions(scene):
     mapped = [arkit_name(n) for n in MEDIAPIPE_BLENDSHAPE_NAMES[1:]]  # all but "_neutral"
     assert len(set(mapped)) == 51
     assert sorted(mapped) == sorted(scene.source.head.expression_names)
+
+
+def _same_result(a, b) -> bool:
+    if (a.timestamp_ms, a.image_size, a.num_faces) != (b.timestamp_ms, b.image_size, b.num_faces):
+        return False
+    return all(all(np.array_equal(getattr(fa, name), getattr(fb, name)) and getattr(fa, name).dtype == getattr(fb, name).dtype
+                   for name in ("landmarks_px", "depth_px", "presence", "blendshapes", "box_px"))
+               for fa, fb in zip((a.face, *a.others), (b.face, *b.others)) if fa is not None or fb is not None)
+
+
+@pytest.mark.parametrize("mode", ["image", "video"])
+def test_direct_c_calls_give_the_wrappers_numbers(scene, two_faces, mode):
+    """Image and video mode call MediaPipe's C entry points directly (DirectCalls) on this MediaPipe
+    build; their results are MediaPipe's Python wrapper's, value for value."""
+    images = [scene.neutral_rgb, scene.jaw_rgb, two_faces, np.zeros((120, 160, 3), np.uint8), scene.neutral_rgb]
+    results = {}
+    for path in ("direct", "wrapper"):
+        with FaceLandmarker(LandmarkerOptions(running_mode=mode)) as lm:
+            assert lm._direct is not None  # the pinned MediaPipe has the C API it uses
+            if path == "wrapper":
+                lm._direct = None
+            results[path] = [lm.detect(rgb, 40 * i) for i, rgb in enumerate(images)]
+    assert [r.num_faces for r in results["direct"]] == [1, 1, 2, 0, 1]
+    assert results["direct"][1].face.blendshapes[JAW_OPEN] > 0.3
+    for direct, wrapper in zip(results["direct"], results["wrapper"]):
+        assert _same_result(direct, wrapper)
+
+
+def test_a_direct_call_reports_mediapipes_error_and_a_closed_landmarker(scene):
+    with FaceLandmarker(LandmarkerOptions(running_mode="video")) as lm:
+        image = lm._image(scene.neutral_rgb)
+        lm._direct.detect(image, 500)
+        with pytest.raises((ValueError, RuntimeError), match="(?i)timestamp"):
+            lm._direct.detect(image, 400)  # MediaPipe's own status, raised as its wrapper raises it
+        assert lm.detect(scene.neutral_rgb, 600).face is not None  # and the landmarker still works
+    with pytest.raises(RuntimeError, match="closed"):
+        lm.detect(scene.neutral_rgb, 700)
