@@ -390,3 +390,16 @@ def test_segments_can_be_switched_off():
             assert off.update(rgb, faces, i / 30, i).face is (lm.face if faces else None)
     assert [s.kind for s in off.segments] == ["start"]
     assert [s.kind for s in on.segments] == ["start", "scene_cut"]  # the same frames with segments on
+
+
+def test_the_decimated_frame_is_the_strided_selection_as_one_contiguous_copy():
+    from core.segments import _decimated
+
+    frame = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    crop = frame[37:311, 101:389]  # a face crop: a view with the frame's row stride
+    for image, size, step in ((frame, (48, 36), 3), (crop, (24, 24), 2), (frame[::-1], (48, 36), 3)):
+        small = _decimated(image, *size)
+        assert small.flags.c_contiguous and small.dtype == np.uint8
+        np.testing.assert_array_equal(small, image[::step, ::step])
+    grey = frame[..., 0].astype(np.float32)  # other layouts: the strided view itself
+    np.testing.assert_array_equal(_decimated(grey, 48, 36), grey[::3, ::3])
