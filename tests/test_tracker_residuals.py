@@ -277,3 +277,39 @@ def test_the_next_frame_at_the_same_state_reuses_its_jacobian(flame_layout_model
                               for r in (tracker.step(uv, i / 30, i) for i, uv in enumerate(landmarks))]))
     monkeypatch.setattr(FrameProblem, "evaluate", recomputing)
     assert np.array_equal(runs[0], runs[1])
+
+
+def test_a_frame_step_takes_a_single_precision_hessian_and_keeps_the_optimum(flame_layout_model, monkeypatch):
+    """A frame's own normal equations multiply JᵀWJ in float32 (the refinement's stay float64): the
+    gradient is exact, the Hessian within single precision, and the solve ends at the optimum of
+    the float64 Hessian."""
+    from core.tracker import residuals  # noqa: PLC0415
+    from core.tracker.residuals import Observation  # noqa: PLC0415
+
+    head = flame_layout_model
+    rng = np.random.default_rng(11)
+    shape = torch.as_tensor(rng.normal(size=head.num_shape))
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    problem = frame_problem(head)
+    truth = random_state(head, rng, 0.2)
+    target = problem.evaluate(truth, shape, log_focal, False)[0]
+    obs = Observation(target + torch.as_tensor(rng.normal(0, 0.5, target.shape)),
+                      torch.ones(len(target), dtype=torch.float64), 1.0)
+    start = truth.clone()
+    start.trans = start.trans + torch.tensor([0.003, -0.002, 0.01], dtype=torch.float64)
+    start.expr = start.expr + 0.05
+
+    frame = problem.normal_equations(obs, start, shape, log_focal, None)
+    shared = problem.normal_equations(obs, start, shape, log_focal, None, ("shape", "focal"))
+    assert frame.h_local.dtype == torch.float64
+    assert torch.equal(frame.g_local, shared.g_local)  # the gradient: the same float64 products
+    assert not torch.equal(frame.h_local, shared.h_local)  # the frame's Hessian: float32 products ...
+    assert float((frame.h_local - shared.h_local).norm() / shared.h_local.norm()) < 1e-6  # ... close to float64
+
+    single, single_cost = problem.solve(obs, start.clone(), shape, log_focal, None, 6)
+    exact_gram = residuals.weighted_gram
+    monkeypatch.setattr(residuals, "weighted_gram", lambda jw, jac, single_precision=False: exact_gram(jw, jac))
+    exact, exact_cost = frame_problem(head).solve(obs, start.clone(), shape, log_focal, None, 6)
+    assert single_cost == pytest.approx(exact_cost, rel=1e-6)
+    assert torch.allclose(single.trans, exact.trans, atol=1e-6)
+    assert torch.allclose(single.expr, exact.expr, atol=1e-4)
