@@ -1,6 +1,6 @@
 """The tracking engine: source -> landmarks -> (regressor) -> tracker -> recorder, headless.
 
-Pipelined: a landmark thread reads frames and runs MediaPipe for frame t+1 while the caller's
+Pipelined: a landmark thread reads frames and runs MediaPipe for the next frames while the caller's
 thread fits frame t. File sources never drop a frame (the queue blocks); live sources keep only
 the newest frame (latest wins); a live source that makes each frame when asked (a simulated
 camera, ``frames_on_demand = True``) is read only when the tracker has taken the previous frame,
@@ -41,6 +41,13 @@ from core.landmarks import FaceLandmarker, LandmarkerOptions, LandmarkResult
 from core.segments import FrameLook, SegmentOptions, Segmenter, look_at
 from core.sources import Frame, FrameSource
 from core.tracker import FramePrior, Tracker, TrackResult
+
+
+# Frames the landmark thread may detect ahead of the tracker on a file read flat out (``flamecam
+# track``). The tracker's frames differ in cost (a refinement unit every few frames, a keyframe):
+# with one frame of slack MediaPipe waits behind each slow frame and the tracker after it for
+# MediaPipe; a few frames absorb that. Each is one decoded frame in memory.
+FILE_AHEAD_FRAMES = 4
 
 
 def _frozen(array: np.ndarray | None) -> np.ndarray | None:
@@ -332,7 +339,9 @@ class TrackingPipeline:
             if self.pipelined:
                 # A file played at its own rate keeps one frame of slack: a tracker step that runs
                 # long once (a refinement unit, a busy GUI) then costs no frame; latest wins beyond.
-                items: queue.Queue = queue.Queue(maxsize=2 if self.transport is not None else 1)
+                # A live source keeps one (the newest); a file read flat out FILE_AHEAD_FRAMES.
+                ahead = 2 if self.transport is not None else 1 if self.source.is_live else FILE_AHEAD_FRAMES
+                items: queue.Queue = queue.Queue(maxsize=ahead)
                 thread = threading.Thread(target=self._producer, args=(items, landmarker), name="flamecam-landmarks",
                                           daemon=True)
                 thread.start()

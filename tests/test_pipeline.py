@@ -69,3 +69,50 @@ def test_the_segmenters_look_is_taken_by_the_thread_with_less_work(detect_s, fit
         assert result.track.frame_index == i
     assert pipe.segmenter._segment_frames == 12  # each frame was looked at and decided on once
     assert all(taken == in_landmark_thread for taken in taken_in_landmark_thread[4:])
+
+
+class _CountingLandmarker(_SleepyLandmarker):
+    """A landmarker fake for ``TrackingPipeline.run``: counts the frames it has detected."""
+
+    def __init__(self, _options=None):
+        super().__init__(0.0)
+        self.detected = 0
+
+    def detect(self, rgb, timestamp_ms):
+        result = super().detect(rgb, timestamp_ms)
+        self.detected += 1
+        return result
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+class _ListSource:
+    def __init__(self, count: int, live: bool):
+        from core.sources import Frame
+
+        self.is_live, self.frames_on_demand, self.size = live, False, (64, 48)
+        self.frames = [Frame(i, i / 30, np.zeros((48, 64, 3), np.uint8)) for i in range(count)]
+
+    def __iter__(self):
+        yield from self.frames
+
+
+def test_a_file_read_flat_out_is_detected_a_few_frames_ahead_of_the_tracker(monkeypatch):
+    """A file's landmark thread runs up to FILE_AHEAD_FRAMES queued frames (and the one it holds)
+    ahead of a slower tracker, and drops none."""
+    from core import pipeline
+
+    landmarker = _CountingLandmarker()
+    monkeypatch.setattr(pipeline, "FaceLandmarker", lambda options: landmarker)
+    pipe = pipeline.TrackingPipeline(_ListSource(24, live=False), _SleepyTracker(0.01))
+    leads, indices = [], []
+    for result in pipe.run():
+        time.sleep(0.005)  # the landmark thread, which sleeps not at all, runs as far ahead as it may
+        leads.append(landmarker.detected - 1 - result.frame.index)
+        indices.append(result.frame.index)
+    assert indices == list(range(24))
+    assert max(leads) == pipeline.FILE_AHEAD_FRAMES + 1
