@@ -355,7 +355,7 @@ class DirectCalls:
         if i < result.face_blendshapes_count:
             categories = result.face_blendshapes[i]
             cats = _c_array(categories.categories, categories.categories_count, self._category_dtype)
-            if self._positions is None:
+            if self._positions is None or len(self._positions) < len(cats):
                 self._positions = _blendshape_positions(categories)
             index = cats["index"]
             known = (index >= 0) & (index < len(self._positions))
