@@ -265,8 +265,9 @@ class FaceLandmarker:
         for xyz, pres, scores in faces:
             uv = xyz[:, :2] * np.array([width, height], np.float32)
             lo, hi = uv.min(0), uv.max(0)
+            box = np.concatenate([lo, hi - lo]).astype(np.float32)
             observed.append(FaceObservation(landmarks_px=uv, depth_px=xyz[:, 2] * width, presence=pres,
-                                            blendshapes=scores, box_px=np.concatenate([lo, hi - lo]).astype(np.float32)))
+                                            blendshapes=scores, box_px=box))
         faces = observed
         order = select_faces(faces, size, self.options.select)
         return LandmarkResult(timestamp_ms, size, faces[order[0]], len(faces), tuple(faces[j] for j in order[1:]))
@@ -313,8 +314,8 @@ class DirectCalls:
             category_c = importlib.import_module(package + "components.containers.category_c")
             wrapper = importlib.import_module(package + "vision.face_landmarker")
             lib = bindings.load_raw_library()
-            for name in ("MpFaceLandmarkerDetectImage", "MpFaceLandmarkerDetectForVideo", "MpFaceLandmarkerCloseResult"):
-                getattr(lib, name)
+            for name in ("DetectImage", "DetectForVideo", "CloseResult"):
+                getattr(lib, "MpFaceLandmarker" + name)
             handle, result_type = landmarker._handle, wrapper.MpFaceLandmarkerResultC
             point, category = landmark_c.MpNormalizedLandmarkC, category_c.MpCategoryC
             landmark_dtype = _struct_dtype(point, {"x": "<f4", "y": "<f4", "z": "<f4", "has_presence": "?",

@@ -189,7 +189,8 @@ def test_mediapipe_names_map_onto_the_builtin_expressions(scene):
 def _same_result(a, b) -> bool:
     if (a.timestamp_ms, a.image_size, a.num_faces) != (b.timestamp_ms, b.image_size, b.num_faces):
         return False
-    return all(all(np.array_equal(getattr(fa, name), getattr(fb, name)) and getattr(fa, name).dtype == getattr(fb, name).dtype
+    same = lambda x, y: np.array_equal(x, y) and x.dtype == y.dtype  # noqa: E731
+    return all(all(same(getattr(fa, name), getattr(fb, name))
                    for name in ("landmarks_px", "depth_px", "presence", "blendshapes", "box_px"))
                for fa, fb in zip((a.face, *a.others), (b.face, *b.others)) if fa is not None or fb is not None)
 

@@ -108,6 +108,22 @@ def random_state(head, rng, pose_scale: float) -> FrameState:
                       f64(rng.normal(size=6) * pose_scale), f64(0.0), f64([0.0, 0.0]))
 
 
+def projected_frame(head, seed: int, noise_px: float = 0.0):
+    """A frame of the FLAME-layout fixture for solve tests: (shape, log focal, FrameProblem, true
+    state, true projection, Observation of it with ``noise_px`` Gaussian noise)."""
+    from core.tracker.residuals import Observation  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    shape = torch.as_tensor(rng.normal(size=head.num_shape))
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    problem = frame_problem(head)
+    truth = random_state(head, rng, 0.2)
+    target = problem.evaluate(truth, shape, log_focal, False)[0]
+    seen = target + torch.as_tensor(rng.normal(0, noise_px, target.shape)) if noise_px else target
+    obs = Observation(seen, torch.ones(len(target), dtype=torch.float64), 1.0)
+    return shape, log_focal, problem, truth, target, obs
+
+
 @pytest.mark.parametrize("scale", POSE_SCALES)
 def test_frame_problem_jaw_and_eye_columns_match_central_differences(flame_layout_model, scale):
     head = flame_layout_model
@@ -159,17 +175,9 @@ def test_a_frame_solve_reusing_the_joint_columns_reaches_the_exact_jacobians_opt
     joints and the rest pose move little: the same optimum as recomputing them at every step, with
     fewer of them; the next frame keeps them too while it starts close by."""
     from core.tracker import residuals  # noqa: PLC0415
-    from core.tracker.residuals import Observation  # noqa: PLC0415
 
     head = flame_layout_model
-    rng = np.random.default_rng(5)
-    shape = torch.as_tensor(rng.normal(size=head.num_shape))
-    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
-    truth = random_state(head, rng, 0.2)
-    problem = frame_problem(head)
-    target = problem.evaluate(truth, shape, log_focal, False)[0]
-    obs = Observation(target + torch.as_tensor(rng.normal(0, 0.3, target.shape)),
-                      torch.ones(len(target), dtype=torch.float64), 1.0)
+    shape, log_focal, problem, truth, target, obs = projected_frame(head, 5, noise_px=0.3)
     start = truth.clone()
     start.jaw = start.jaw + 0.004  # a frame's motion: the joints turn by a few mrad
     start.expr = start.expr + 0.01
@@ -210,16 +218,8 @@ def test_a_frame_solve_reusing_the_joint_columns_reaches_the_exact_jacobians_opt
 def test_a_frame_solve_at_its_optimum_tries_no_step(flame_layout_model, monkeypatch):
     """A step the linear model says would lower the cost by less than STEP_PAYS of it is not tried
     (each try costs a forward pass): at the optimum the solve returns at once, the state unchanged."""
-    from core.tracker.residuals import Observation  # noqa: PLC0415
-
     head = flame_layout_model
-    rng = np.random.default_rng(7)
-    shape = torch.as_tensor(rng.normal(size=head.num_shape))
-    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
-    problem = frame_problem(head)
-    truth = random_state(head, rng, 0.2)
-    target = problem.evaluate(truth, shape, log_focal, False)[0]
-    obs = Observation(target, torch.ones(len(target), dtype=torch.float64), 1.0)
+    shape, log_focal, problem, truth, _, obs = projected_frame(head, 7)
     optimum, _ = problem.solve(obs, truth.clone(), shape, log_focal, None, 6)  # at the optimum the priors allow
     tried = []
     cost = problem.cost
@@ -284,17 +284,9 @@ def test_a_frame_step_takes_a_single_precision_hessian_and_keeps_the_optimum(fla
     gradient is exact, the Hessian within single precision, and the solve ends at the optimum of
     the float64 Hessian."""
     from core.tracker import residuals  # noqa: PLC0415
-    from core.tracker.residuals import Observation  # noqa: PLC0415
 
     head = flame_layout_model
-    rng = np.random.default_rng(11)
-    shape = torch.as_tensor(rng.normal(size=head.num_shape))
-    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
-    problem = frame_problem(head)
-    truth = random_state(head, rng, 0.2)
-    target = problem.evaluate(truth, shape, log_focal, False)[0]
-    obs = Observation(target + torch.as_tensor(rng.normal(0, 0.5, target.shape)),
-                      torch.ones(len(target), dtype=torch.float64), 1.0)
+    shape, log_focal, problem, truth, _, obs = projected_frame(head, 11, noise_px=0.5)
     start = truth.clone()
     start.trans = start.trans + torch.tensor([0.003, -0.002, 0.01], dtype=torch.float64)
     start.expr = start.expr + 0.05
