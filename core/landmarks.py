@@ -150,7 +150,8 @@ class LandmarkResult:
 
 
 class FaceLandmarker:
-    """A thin wrapper over ``mediapipe.tasks.python.vision.FaceLandmarker``.
+    """A thin wrapper over ``mediapipe.tasks.python.vision.FaceLandmarker``, whose C entry points
+    image and video mode call directly (:class:`DirectCalls`).
 
     ``detect(rgb, timestamp_ms)`` runs synchronously (image or video mode). In live-stream
     mode ``detect_async`` returns at once and ``latest()`` gives the newest finished result.
@@ -269,9 +270,9 @@ class FaceLandmarker:
             box = np.concatenate([lo, hi - lo]).astype(np.float32)
             observed.append(FaceObservation(landmarks_px=uv, depth_px=xyz[:, 2] * width, presence=pres,
                                             blendshapes=scores, box_px=box))
-        faces = observed
-        order = select_faces(faces, size, self.options.select)
-        return LandmarkResult(timestamp_ms, size, faces[order[0]], len(faces), tuple(faces[j] for j in order[1:]))
+        order = select_faces(observed, size, self.options.select)
+        return LandmarkResult(timestamp_ms, size, observed[order[0]], len(observed),
+                              tuple(observed[j] for j in order[1:]))
 
     def close(self) -> None:
         with self._call_lock:
