@@ -285,6 +285,23 @@ def test_the_live_identity_follows_the_estimate_in_steps_that_move_a_landmark(he
     assert torch.equal(shared.shape_live, shared.shape) and shared.shape_version == version + 1
 
 
+def test_a_frame_is_fitted_measured_and_reported_with_one_identity(head):
+    """While the live identity follows the refinement, each result's fitted landmarks are the
+    projection its fit error measures, with the identity it reports (the identity's step comes
+    before the frame's fit, not between the fit and the result)."""
+    opts = SyntheticOptions(width=512, height=512, focal=900, frames=40)
+    src = ExactLandmarks(head, opts, noise_px=0.3)
+    tracker = Tracker(head, src.emb, (512, 512), TrackerOptions(refine_units_per_frame=2))
+    ids, versions = tracker.model.ids, []
+    for i in range(40):
+        uv, _ = src.frame(i)
+        res = tracker.step(uv, i / 30, i)
+        rms = float(np.sqrt(np.mean(np.sum((res.fitted_landmarks_px[ids] - uv[ids]) ** 2, axis=1))))
+        assert rms == pytest.approx(res.fit_error_px, rel=1e-9)
+        versions.append(res.shape_version)
+    assert len(set(versions)) >= 4  # the identity moved while tracking
+
+
 def test_a_model_without_identity_components_tracks_and_refines(builtin_model):
     """A head model with expressions only (no identity basis) tracks and refines its focal length:
     the identity follow has nothing to follow (it used to fail on the empty vector)."""

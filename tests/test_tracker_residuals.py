@@ -169,6 +169,37 @@ def test_cached_forward_passes_follow_the_state(flame_layout_model):
     assert torch.equal(after, fresh.evaluate(state, shapes[0], log_focal, False)[0])
 
 
+def test_the_live_identitys_forward_passes_outlast_the_refinements_trial_identities(flame_layout_model,
+                                                                                   monkeypatch):
+    """The joint refinement judges a keyframe at its estimate and at a trial step, both new identities:
+    the frames' live identity keeps its remembered forward passes meanwhile, and so does the frame's
+    remembered projection, which the refinement's cost passes (``remember=False``) leave alone."""
+    from core.tracker.residuals import POSED_IDENTITIES, Observation  # noqa: PLC0415
+
+    head = flame_layout_model
+    problem = frame_problem(head)
+    posed = []
+    inner = problem.model.posed_points
+    monkeypatch.setattr(problem.model, "posed_points", lambda *a: posed.append(1) or inner(*a))
+    rng = np.random.default_rng(8)
+    live, estimate = (torch.as_tensor(rng.normal(size=head.num_shape)) for _ in range(2))
+    trial = estimate + 0.01  # a new object, as the refinement's LM step makes
+    log_focal = torch.tensor(np.log(900.0), dtype=torch.float64)
+    frame, keyframe = random_state(head, rng, 0.2), random_state(head, rng, 0.2)
+    obs = Observation(torch.zeros(problem.model.num_landmarks, 2, dtype=torch.float64),
+                      torch.ones(problem.model.num_landmarks, dtype=torch.float64), 1.0)
+    assert POSED_IDENTITIES >= 3
+    fitted = problem.evaluate(frame, live, log_focal, False)  # a frame's fit error
+    for shape in (estimate, trial, estimate):
+        problem.cost(obs, keyframe, shape, log_focal, None, 2.0, remember=False)
+    assert len(posed) == 3  # the live identity's pass, then one per refinement identity
+    assert problem.evaluate(frame, live, log_focal, False) is fitted  # the frame's result
+    problem.evaluate(frame.clone(), live, log_focal, True)  # the next frame's first step: no forward pass
+    assert len(posed) == 3
+    problem.cost(obs, keyframe, estimate, log_focal, None, 2.0)  # remembered by default: replaces the slot
+    assert problem.evaluate(frame, live, log_focal, False) is not fitted
+
+
 def test_a_frame_solve_reusing_the_joint_columns_reaches_the_exact_jacobians_optimum(flame_layout_model,
                                                                                      monkeypatch):
     """Later Gauss-Newton steps of a frame keep the jaw/eye columns of its first Jacobian while the
@@ -271,7 +302,7 @@ def test_the_next_frame_at_the_same_state_reuses_its_jacobian(flame_layout_model
     runs = []
     for reuse in (True, False):
         if not reuse:
-            monkeypatch.setattr(FrameProblem, "evaluate", lambda self, *a: self._evaluate(*a))
+            monkeypatch.setattr(FrameProblem, "evaluate", lambda self, *a, remember=True: self._evaluate(*a))
         tracker = Tracker(builtin_model, src.emb, (512, 512), TrackerOptions(refine_units_per_frame=1))
         runs.append(np.array([np.concatenate([r.rotation, r.translation, r.expr, r.shape, r.intrinsics.ravel()])
                               for r in (tracker.step(uv, i / 30, i) for i, uv in enumerate(landmarks))]))

@@ -204,6 +204,10 @@ class Tracker:
         previous = self.state.clone()
         # The temporal prior loosens with the time since the last fitted frame (after a loss).
         self._temporal_scale = 1.0 if lost_for is None else max(1.0, lost_for / self._frame_dt)
+        # The live identity takes its step towards the refinement's estimate before the fit, so that a
+        # frame is fitted, measured and reported with one identity (and its result reuses the fit's
+        # projection instead of projecting the landmarks again).
+        self.shared.follow_shape()
         self.state, _ = self._solve(obs, self.state, previous, self.options.iterations)
         self.last_seen_s = timestamp_s
         fit = self._fit_error(obs, self.state)
@@ -226,7 +230,6 @@ class Tracker:
             refine_start = time.perf_counter()
             self._advance_refinement(step_start, next_frame_in_s)
             self.last_refinement_s = time.perf_counter() - refine_start
-        shared.follow_shape()
         tracking = "reacquired" if reacquired else "tracking"
         self._last_result = self._result(frame_index, timestamp_s, tracking, landmarks_px, fit,
                                          self.problem.confidence(fit, obs))

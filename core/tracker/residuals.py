@@ -106,6 +106,10 @@ ARTICULATION_REUSE_RAD = 0.01
 ARTICULATION_REUSE_REST_M = 5e-4
 # A frame's solve stops once a step lowers the cost by less than this fraction of it.
 STEP_PAYS = 1e-3
+# Identities whose posed landmark vertices are remembered: the frames' live identity, the joint
+# refinement's estimate and the trial step it judges (with two, every trial step evicted the live one
+# and the frame after a refinement unit posed its landmarks again).
+POSED_IDENTITIES = 3
 
 
 def rows_times_bases(m: torch.Tensor, bases_by_axis: torch.Tensor) -> torch.Tensor:
@@ -221,16 +225,19 @@ class FrameProblem:
 
     def _posed_points(self, state: FrameState, shape: torch.Tensor):
         """The articulated forward pass of a state, remembered (by value) for the recent states of
-        the last two identities (the frames' live one and the refinement's estimate): a step's
-        trial cost, the Jacobian after it, the fit error and the frame result share one, and so do
-        the refinement's Jacobian and cost passes over the same keyframes."""
-        for shape_ref, shaped, posed_by_key in self._posed_cache:
-            if shape_ref is shape:
+        the ``POSED_IDENTITIES`` identities used last (the frames' live one, the refinement's estimate
+        and its trial step): a step's trial cost, the Jacobian after it, the fit error and the frame
+        result share one, and so do the refinement's Jacobian and cost passes over the same keyframes."""
+        for i, entry in enumerate(self._posed_cache):
+            if entry[0] is shape:
+                if i:
+                    self._posed_cache.insert(0, self._posed_cache.pop(i))
+                _, shaped, posed_by_key = entry
                 break
         else:
             shaped, posed_by_key = self.model.shaped_vertices(shape), OrderedDict()
             self._posed_cache.insert(0, (shape, shaped, posed_by_key))
-            del self._posed_cache[2:]
+            del self._posed_cache[POSED_IDENTITIES:]
         key = values_key(state.expr, state.jaw, state.eyes)
         posed = posed_by_key.get(key)
         if posed is None:
@@ -249,15 +256,16 @@ class FrameProblem:
     # -- residuals and Jacobians ---------------------------------------------------------------
 
     def evaluate(self, state: FrameState, shape: torch.Tensor, log_focal: torch.Tensor, with_jacobian: bool,
-                 shared: tuple[str, ...] = (), articulation: torch.Tensor | None = None):
+                 shared: tuple[str, ...] = (), articulation: torch.Tensor | None = None, remember: bool = True):
         """Projected landmarks (L, 2) and, on request, Jacobian blocks (L, 2, n) by parameter group
         (``self.blocks``) and by shared parameter (``shape``: identity; ``focal``: ψ = 1/f);
         ``articulation``: see :meth:`points`.
 
         The last projection and the last frame Jacobian (no shared columns) are remembered with the
         values they were taken at: neither depends on the landmarks, and a frame's solve, its fit
-        error, its result and the next frame's first step look at the same final state."""
-        if shared:
+        error, its result and the next frame's first step look at the same final state. The joint
+        refinement, which runs between a frame's fit and its result, passes ``remember=False``."""
+        if shared or not remember:
             return self._evaluate(state, shape, log_focal, with_jacobian, shared, articulation)
         key = (values_key(state.rot, state.trans, state.expr, state.jaw, state.eyes, state.log_scale, state.offset,
                           shape, log_focal), articulation if with_jacobian else None)
@@ -458,9 +466,9 @@ class FrameProblem:
         return torch.nonzero(held).flatten() + start if bool(held.any()) else None
 
     def cost(self, obs: Observation, state: FrameState, shape, log_focal, previous: FrameState | None,
-             inflate: float = 1.0, temporal_scale: float = 1.0) -> float:
-        """The objective of :meth:`normal_equations` without its Jacobians."""
-        uv, _, _ = self.evaluate(state, shape, log_focal, False)
+             inflate: float = 1.0, temporal_scale: float = 1.0, remember: bool = True) -> float:
+        """The objective of :meth:`normal_equations` without its Jacobians (``remember``: see :meth:`evaluate`)."""
+        uv, _, _ = self.evaluate(state, shape, log_focal, False, remember=remember)
         _, cost = self.robust(uv - obs.uv, obs, inflate)
         return cost + sum(float(p * d @ d) for d, p in self.priors(state, previous, log_focal, temporal_scale))
 

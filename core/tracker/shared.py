@@ -281,7 +281,7 @@ class SharedEstimator:
                     self.set_focal(float(-torch.log(psi)), frames)
             cost = self.identity_prior(self.shape)[2] if n_shape else 0.0
             for kf in frames:
-                cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate)
+                cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate, remember=False)
             yield
             if not n_shape:
                 continue
@@ -306,7 +306,8 @@ class SharedEstimator:
                     kf.state = problem.apply(kf.state, -h_inv @ (ne.g_local + ne.h_cross @ d_shared))
                 new_cost = self.identity_prior(self.shape)[2]
                 for kf in frames:
-                    new_cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate)
+                    new_cost += problem.cost(kf.obs, kf.state, self.shape, self.log_focal, None, inflate,
+                                             remember=False)
                 yield
                 if new_cost <= cost:
                     lam = max(lam / 5, 1e-6)
