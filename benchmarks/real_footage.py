@@ -71,19 +71,16 @@ def transformed(frames, scale: float = 1.0, mirror: bool = False):
     return out
 
 
-# Set by --frame-budget-ms: the tracker's refinement budget (0: a fixed schedule, so a clip and its
-# resized or mirrored variant get the same refinement whatever the machine's load).
-TRACKER_OVERRIDES: dict = {}
-
-
-def run_engine(frames, fps: float, model: str, name: str) -> dict:
-    """The engine as `flamecam track` sets it up (regressor, metadata-free), on frames in memory."""
+def run_engine(frames, fps: float, model: str, name: str, tracker_overrides: dict) -> dict:
+    """The engine as `flamecam track` sets it up (regressor, metadata-free), on frames in memory, with
+    ``tracker_overrides`` (``frame_budget_ms`` 0: a fixed refinement schedule, so a clip and its resized
+    or mirrored variant get the same refinement whatever the machine's load)."""
     from core.session import SessionOptions, build_session
     from core.sources import FrameListSource
 
     source = FrameListSource(frames, fps, name)
     session = build_session(SessionOptions(source=name, model=model, store_landmarks=False,
-                                           tracker_overrides=dict(TRACKER_OVERRIDES)), source=source,
+                                           tracker_overrides=dict(tracker_overrides)), source=source,
                             log=lambda *_: None)
     last, fits, segments = None, [], set()
     t0 = time.perf_counter()
@@ -107,21 +104,21 @@ def run_engine(frames, fps: float, model: str, name: str) -> dict:
     return row
 
 
-def real_clips(max_frames: int, model: str, only: list[str] | None) -> list[dict]:
+def real_clips(max_frames: int, model: str, only: list[str] | None, tracker_overrides: dict) -> list[dict]:
     rows = []
     clips = sorted(REAL.glob("*.mp4"))
     if only:
         clips = [c for c in clips if any(o in c.name for o in only)]
     for path in clips:
         frames, fps = read_clip(path, max_frames)
-        base = run_engine(frames, fps, model, path.name)
+        base = run_engine(frames, fps, model, path.name, tracker_overrides)
         row = {"clip": path.name, **base, "variants": {}}
         for scale in SCALES:
-            v = run_engine(transformed(frames, scale=scale), fps, model, f"{path.name}@{scale:g}x")
+            v = run_engine(transformed(frames, scale=scale), fps, model, f"{path.name}@{scale:g}x", tracker_overrides)
             ratio = v.get("focal_px", float("nan")) / base.get("focal_px", float("nan")) / scale
             row["variants"][f"scale_{scale:g}"] = {**v, "focal_ratio_over_s": ratio,
                                                    "ok": bool(abs(ratio - 1) <= TOLERANCE)}
-        v = run_engine(transformed(frames, mirror=True), fps, model, f"{path.name} mirrored")
+        v = run_engine(transformed(frames, mirror=True), fps, model, f"{path.name} mirrored", tracker_overrides)
         ratio = v.get("focal_px", float("nan")) / base.get("focal_px", float("nan"))
         row["variants"]["mirror"] = {**v, "focal_ratio_over_s": ratio, "ok": bool(abs(ratio - 1) <= TOLERANCE)}
         rows.append(row)
@@ -129,7 +126,7 @@ def real_clips(max_frames: int, model: str, only: list[str] | None) -> list[dict
     return rows
 
 
-def hmc_renders(frames: int, model: str) -> list[dict]:
+def hmc_renders(frames: int, model: str, tracker_overrides: dict) -> list[dict]:
     from core.camera import fov_deg_to_focal
     from core.sources import Frame, open_source
 
@@ -144,7 +141,7 @@ def hmc_renders(frames: int, model: str) -> list[dict]:
             rendered = [Frame(f.index, f.timestamp_s, f.rgb) for f in source]
         finally:
             source.close()
-        res = run_engine(rendered, 30.0, model, f"hmc {fov:g}° {distance:g} m")
+        res = run_engine(rendered, 30.0, model, f"hmc {fov:g}° {distance:g} m", tracker_overrides)
         err = math.log(res["focal_px"] / focal) if "focal_px" in res else float("nan")
         res.update(case={"hfov_deg": fov, "distance_m": distance, "chin_up_deg": chin_up, "focal_px": focal},
                    focal_log_error=err, within_1sigma=bool(abs(err) <= res.get("focal_sigma_rel", 0)),
@@ -179,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                              "the variants of a clip compare number for number; 7 is what flamecam track uses")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
-    TRACKER_OVERRIDES["frame_budget_ms"] = args.frame_budget_ms
+    overrides = {"frame_budget_ms": args.frame_budget_ms}
     if not REAL.is_dir():
         print(f"error: {REAL} not found (the real clips live in ../shared/data/real beside the repo)", file=sys.stderr)
         return 2
@@ -187,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
 
     set_tracker_threads()
     print(f"# real clips ({args.frames} frames each): final focal, and the metamorphic ratios f(variant)/(s·f)")
-    rows = real_clips(args.frames, args.model, args.clips)
+    rows = real_clips(args.frames, args.model, args.clips, overrides)
     checks = [d["ok"] for r in rows for d in r["variants"].values()]
     print(f"metamorphic checks within {TOLERANCE:.0%}: {sum(checks)}/{len(checks)}")
-    hmc = [] if args.no_hmc else hmc_renders(60, args.model)
+    hmc = [] if args.no_hmc else hmc_renders(60, args.model, overrides)
     if hmc:
         cover1 = np.mean([r["within_1sigma"] for r in hmc])
         cover2 = np.mean([r["within_2sigma"] for r in hmc])

@@ -14,7 +14,7 @@ thread reads the file as the transport says: at the file's frame rate (latest wi
 so) or as fast as the tracker goes, paused, stepped or seeking. Frames read before the latest seek
 are dropped, and the tracker restarts the pose at a cut (``Tracker.reset_pose``).
 
-The segmenter's look at each frame (``core.segments.look_at``: thumbnails and face features) is
+The segmenter's look at each frame (``Segmenter.look``: thumbnails and face features) is
 taken by whichever of the two threads has the less work of its own. Before the tracker,
 :class:`core.segments.Segmenter` picks the tracked person among the faces in view (the ``--face``
 rule at a segment's start, continuity after) and finds shot cuts and changes of person; a new
@@ -38,7 +38,7 @@ import numpy as np
 from core.constants import POSED_STATES
 from core.head_model import HeadModel
 from core.landmarks import FaceLandmarker, LandmarkerOptions, LandmarkResult
-from core.segments import FrameLook, SegmentOptions, Segmenter, look_at
+from core.segments import FrameLook, SegmentOptions, Segmenter
 from core.sources import Frame, FrameSource
 from core.tracker import FramePrior, Tracker, TrackResult
 
@@ -254,8 +254,7 @@ class TrackingPipeline:
         return frame, result, stage_s * 1000, read_at, look
 
     def _look(self, frame: Frame, result: LandmarkResult) -> FrameLook:
-        return look_at(frame.rgb, () if result.face is None else (result.face, *result.others),
-                       self.segmenter.options.enabled)
+        return self.segmenter.look(frame.rgb, () if result.face is None else (result.face, *result.others))
 
     def _next_frame_in_s(self, items: queue.Queue) -> float:
         """Seconds until the landmark thread is expected to hand over the next frame: 0 when one is
@@ -389,7 +388,7 @@ class TrackingPipeline:
             self.segmenter.jumped()
         warnings = []
         faces = list(look.faces)
-        decision = self.segmenter.update(frame.rgb, faces, frame.timestamp_s, frame.index, look)
+        decision = self.segmenter.update(look, frame.timestamp_s, frame.index)
         if decision.start is not None:
             if decision.start.kind != "start":
                 warnings.append(f"new segment {decision.start.segment_id} at frame {frame.index}: "

@@ -287,15 +287,17 @@ class FrameLook:
     faces: tuple  # distinct :class:`core.landmarks.FaceObservation` s, in the landmarker's order
     thumb: tuple[np.ndarray, np.ndarray] | None  # background_thumbnail(); None with segments off
     features: tuple  # FaceFeatures per face; () with segments off
+    size: tuple[int, int]  # the frame's (width, height) in pixels
 
 
 def look_at(rgb: np.ndarray, faces, enabled: bool = True) -> FrameLook:
     """The :class:`FrameLook` of an RGB frame and every face the landmarker found in it."""
     faces = tuple(distinct_faces(faces))
+    size = (rgb.shape[1], rgb.shape[0])
     if not enabled:
-        return FrameLook(faces, None, ())
+        return FrameLook(faces, None, (), size)
     return FrameLook(faces, background_thumbnail(rgb, [f.box_px for f in faces]),
-                     tuple(face_features(rgb, f) for f in faces))
+                     tuple(face_features(rgb, f) for f in faces), size)
 
 
 # --- the per-frame decision --------------------------------------------------------------------------
@@ -326,15 +328,16 @@ class Segmenter:
     def current(self) -> SegmentStart | None:
         return self.segments[-1] if self.segments else None
 
-    def update(self, rgb: np.ndarray, faces, timestamp_s: float, frame_index: int,
-               look: FrameLook | None = None) -> SegmentDecision:
-        """``faces``: every :class:`core.landmarks.FaceObservation` of the frame (any order);
-        ``look``: :func:`look_at` of them, when already computed (then ``faces`` is not used)."""
+    def look(self, rgb: np.ndarray, faces) -> FrameLook:
+        """:func:`look_at` a frame and every :class:`core.landmarks.FaceObservation` in it (any order),
+        as this segmenter needs it (faces only, with segments off)."""
+        return look_at(rgb, faces, self.options.enabled)
+
+    def update(self, look: FrameLook, timestamp_s: float, frame_index: int) -> SegmentDecision:
+        """The decision for a frame from its :meth:`look` (computed wherever is cheapest: the engine
+        does it beside MediaPipe when the tracker is the slower thread)."""
         o = self.options
-        if look is None:
-            look = look_at(rgb, faces, o.enabled)
-        faces = list(look.faces)
-        size = (rgb.shape[1], rgb.shape[0])
+        faces, size = list(look.faces), look.size
         if not o.enabled:  # one segment; the rule picks in every frame
             start = self._start(frame_index, timestamp_s, "start", True, "the first frame", {}) \
                 if self.segment_id < 0 else None

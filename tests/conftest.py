@@ -14,6 +14,8 @@ ICT_PATH = Path(os.environ.get("FLAMECAM_ICT", REPO.parent / "shared" / "data" /
 os.environ["FLAMECAM_NO_DOWNLOAD"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+pytest_plugins = ("tests.gui_windows",)  # the app_window fixture of the GUI tests
+
 
 def pytest_configure(config):
     if os.environ.get("CI") and not ICT_PATH.exists():

@@ -9,34 +9,9 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
 
 from app.gui_worker import live_threads  # noqa: E402
-from core.session import SessionOptions  # noqa: E402
-from tests.test_gui_worker import START_TIMEOUT_MS, FailingSource, assert_no_tracking_threads  # noqa: E402
-
-
-@pytest.fixture
-def app_window(qtbot, tmp_path):
-    """(window, controller) on a private settings file; closed (threads joined) at the end."""
-    from app.gui import build
-
-    made = []
-
-    def make(source="synthetic", model=None, source_factory=None):
-        settings = QSettings(str(tmp_path / "flamecam.ini"), QSettings.Format.IniFormat)
-        window, controller = build(SessionOptions(device="cpu"), source=source, settings=settings, model=model,
-                                   source_factory=source_factory)
-        qtbot.addWidget(window)
-        window.record_panel.folder_edit.setText(str(tmp_path / "recordings"))
-        window.show()
-        made.append(window)
-        return window, controller
-
-    yield make
-    for window in made:
-        window.close()  # the controller stops and joins its threads here
-    assert_no_tracking_threads()
+from tests.test_gui_worker import START_TIMEOUT_MS, FailingSource  # noqa: E402
 
 
 def test_bad_model_is_shown_then_tracking_recording_and_export_work(app_window, qtbot, tmp_path):

@@ -15,7 +15,6 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
 
 from core.calibration import BoardSpec, render_board_views  # noqa: E402
 from core.distortion import LensDistortion, distort_points, undistort_points  # noqa: E402
@@ -60,26 +59,6 @@ def config_dir(tmp_path, monkeypatch):
     path = tmp_path / "config"
     monkeypatch.setenv("FLAMECAM_CONFIG", str(path))
     return path
-
-
-@pytest.fixture
-def app_window(qtbot, tmp_path):
-    from app.gui import build
-
-    made = []
-
-    def make(**kw):
-        settings = QSettings(str(tmp_path / "flamecam.ini"), QSettings.Format.IniFormat)
-        window, controller = build(SessionOptions(device="cpu"), settings=settings, **kw)
-        qtbot.addWidget(window)
-        window.show()
-        made.append(window)
-        return window, controller
-
-    yield make
-    for window in made:
-        window.close()
-    assert_no_tracking_threads()
 
 
 def test_calibration_mode_solves_saves_and_tracking_uses_the_profile(app_window, qtbot, board_images, config_dir):

@@ -8,11 +8,10 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from core.session import SessionOptions  # noqa: E402
-from tests.test_gui_worker import START_TIMEOUT_MS, assert_no_tracking_threads  # noqa: E402
+from tests.test_gui_worker import START_TIMEOUT_MS  # noqa: E402
 
 FRAMES = 60
 
@@ -31,28 +30,6 @@ def clip_frames(head_clip):
     return sequential_frames(head_clip)
 
 
-@pytest.fixture
-def open_app(qtbot, tmp_path):
-    """(window, controller) on a settings file (shared by the windows of one test), closed at the end."""
-    from app.gui import build
-
-    made = []
-    settings_path = str(tmp_path / "flamecam.ini")
-
-    def make(source: str):
-        settings = QSettings(settings_path, QSettings.Format.IniFormat)
-        window, controller = build(SessionOptions(device="cpu"), source=source, settings=settings, model="builtin")
-        qtbot.addWidget(window)
-        window.show()
-        made.append(window)
-        return window, controller
-
-    yield make
-    for window in made:
-        window.close()
-    assert_no_tracking_threads()
-
-
 def wait_for_frames(qtbot, window, controller, count: int) -> None:
     """Until ``count`` results arrived; fails with the window's message if the session ended first."""
     qtbot.waitUntil(lambda: controller.frames_received >= count or (controller.worker is not None
@@ -68,8 +45,8 @@ def wait_until_paused(qtbot, controller):
                     and controller.latest.frame.index == controller.transport.state().position, timeout=60_000)
 
 
-def test_a_video_file_pauses_steps_seeks_and_plays(open_app, qtbot, head_clip, clip_frames):
-    window, controller = open_app(str(head_clip))
+def test_a_video_file_pauses_steps_seeks_and_plays(app_window, qtbot, head_clip, clip_frames):
+    window, controller = app_window(str(head_clip), model="builtin")
     controller.start()
     wait_for_frames(qtbot, window, controller, 3)
     assert controller.session.seekable and controller.transport is not None
@@ -146,10 +123,10 @@ def click_plot_at(plot, t_s: float) -> None:
     QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
 
 
-def test_a_recording_is_one_continuous_run_and_settings_are_remembered(open_app, qtbot, head_clip, tmp_path):
+def test_a_recording_is_one_continuous_run_and_settings_are_remembered(app_window, qtbot, head_clip, tmp_path):
     from core.recording import load
 
-    window, controller = open_app(str(head_clip))
+    window, controller = app_window(str(head_clip), model="builtin")
     window.record_panel.folder_edit.setText(str(tmp_path / "takes"))
     assert window.timeline.realtime  # the file's own rate by default
     window.playback_actions["fast"].trigger()  # process as fast as possible
@@ -189,7 +166,7 @@ def test_a_recording_is_one_continuous_run_and_settings_are_remembered(open_app,
     last = controller.latest.frame.index
     window.close()
 
-    again, controller2 = open_app(str(head_clip))
+    again, controller2 = app_window(str(head_clip), model="builtin")
     assert not again.timeline.realtime and again.playback_actions["fast"].isChecked()
     controller2.start()
     wait_for_frames(qtbot, again, controller2, 1)

@@ -10,7 +10,6 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from tests.test_gui_app import app_window  # noqa: E402,F401  (fixture)
 from tests.test_gui_worker import START_TIMEOUT_MS  # noqa: E402
 from tests.test_streaming import osc_server  # noqa: E402
 
@@ -51,7 +50,7 @@ def test_panel_makes_the_stream_url_and_keeps_its_settings(qtbot, tmp_path):
     assert again.blendshapes.currentData() == "model" and again.mirror.isChecked()
 
 
-def test_switching_streaming_on_and_off_while_tracking(app_window, qtbot):  # noqa: F811
+def test_switching_streaming_on_and_off_while_tracking(app_window, qtbot):
     window, controller = app_window()
     panel = window.stream_panel
     with osc_server() as (port, log):

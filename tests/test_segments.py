@@ -97,7 +97,7 @@ def _segment_kinds(frames, results, seek_at=None):
             segmenter.jumped()
         lm = result.landmarks
         faces = () if lm.face is None else (lm.face, *lm.others)
-        decision = segmenter.update(rgb, faces, i / 30, i)
+        decision = segmenter.update(segmenter.look(rgb, faces), i / 30, i)
         if decision.start is not None:
             kinds.append((i, decision.start.kind))
     return kinds
@@ -214,7 +214,7 @@ def test_a_real_clip_is_one_segment(name):
         for i, rgb in enumerate(frames):
             lm = landmarker.detect(rgb, i * 40)
             faces = [] if lm.face is None else [lm.face, *lm.others]
-            decision = segmenter.update(rgb, faces, i / 25, i)
+            decision = segmenter.update(segmenter.look(rgb, faces), i / 25, i)
             assert decision.face is not None or not faces
     assert [(s.frame_index, s.kind) for s in segmenter.segments] == [(0, "start")]
 
@@ -386,8 +386,8 @@ def test_segments_can_be_switched_off():
         for i, rgb in enumerate(frames):
             lm = landmarker.detect(rgb, i * 33)
             faces = [] if lm.face is None else [lm.face, *lm.others]
-            on.update(rgb, faces, i / 30, i)
-            assert off.update(rgb, faces, i / 30, i).face is (lm.face if faces else None)
+            on.update(on.look(rgb, faces), i / 30, i)
+            assert off.update(off.look(rgb, faces), i / 30, i).face is (lm.face if faces else None)
     assert [s.kind for s in off.segments] == ["start"]
     assert [s.kind for s in on.segments] == ["start", "scene_cut"]  # the same frames with segments on
 
@@ -403,3 +403,17 @@ def test_the_decimated_frame_is_the_strided_selection_as_one_contiguous_copy():
         np.testing.assert_array_equal(small, image[::step, ::step])
     grey = frame[..., 0].astype(np.float32)  # other layouts: the strided view itself
     np.testing.assert_array_equal(_decimated(grey, 48, 36), grey[::3, ::3])
+
+
+def test_a_look_is_all_the_segmenter_decides_from():
+    """``Segmenter.update`` takes one input, the frame's look, which carries the frame's size (the
+    ``--face centre`` rule measures from it) and, with segments off, no thumbnails or features."""
+    from core.segments import SegmentOptions, Segmenter
+
+    rgb = np.zeros((360, 640, 3), np.uint8)
+    on, off = Segmenter(), Segmenter(SegmentOptions(enabled=False))
+    look_on, look_off = on.look(rgb, ()), off.look(rgb, ())
+    assert look_on.size == look_off.size == (640, 360)
+    assert look_on.thumb is not None and look_off.thumb is None and look_off.features == ()
+    decision = on.update(look_on, 0.0, 0)
+    assert decision.face is None and decision.start.kind == "start"
