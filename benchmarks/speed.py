@@ -17,6 +17,10 @@ not of the renderer (a camera delivers frames for free). In one run, per model:
   the machine (caches, memory) with that tracker leaves. It bounds the FLAME engine's ratio while
   its tracker keeps a core busy (a lighter tracker disturbs MediaPipe less); the pipelined rows are
   also given against it.
+* ``pipelined, tracking skipped`` (with the "flame" rows): the pipelined engine around a tracker
+  that fits the first frame and then only re-stamps its result: MediaPipe, the segmenter's look and
+  the threads' hand-over as they are, with an instant tracker. The ceiling of the pipelined rows on
+  this machine; the "flame" rows take their own ``mediapipe alone`` right before, on the same frames.
 
 The "flame" rows use a FLAME-sized articulated fixture (5023 vertices, 5 joints, random bases,
 built by the tests' fixture code, ``tests/fixtures_flame.py``) with the 478 landmarks embedded on
@@ -41,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -139,12 +144,22 @@ def busy_tracker() -> None:
         tracker.step(landmarks[i % 60], i / 30, i)
 
 
+class FitOnceTracker(Tracker):
+    """A tracker that fits the first frame with a face, then returns its last result re-stamped
+    (no fitting): the engine around it runs as it would around an instant tracker."""
+
+    def step(self, landmarks_px, timestamp_s, frame_index, **kw):
+        if self._last_result is None or landmarks_px is None:
+            return super().step(landmarks_px, timestamp_s, frame_index, **kw)
+        return replace(self._last_result, frame_index=frame_index, timestamp_s=timestamp_s)
+
+
 def run_pipeline(frames, size, head, emb, pipelined: bool, paced: bool, regressor: bool = True,
-                 with_mesh: bool = False) -> dict:
+                 with_mesh: bool = False, tracker_type: type[Tracker] = Tracker) -> dict:
     """The engine as the app and ``flamecam track`` set it up: with the model's regressor (per-frame
     prior, counted in the tracker stage) when one is found, unless ``regressor`` is False;
     ``with_mesh``: the full mesh posed per frame, as for the app's overlay."""
-    tracker = Tracker(head, emb, size, TrackerOptions())
+    tracker = tracker_type(head, emb, size, TrackerOptions())
     prior_fn, _ = load_regressor_prior(head, SessionOptions(regressor="auto" if regressor else "none"),
                                        estimate_focal=True, log=lambda *_: None)
     pipe = TrackingPipeline(MemorySource(frames, size, paced), tracker, prior_fn=prior_fn, pipelined=pipelined,
@@ -265,12 +280,15 @@ def main(argv=None) -> int:
         head, emb, exact = flame_sized_fixture(size)
         face_head, face_emb, _ = flame_sized_fixture(size, face_shaped=True)
         report["results"]["flame-sized fixture"] = {
+            "mediapipe_alone": mediapipe_alone(builtin_frames),
             "mediapipe, busy core": mediapipe_beside_a_busy_core(builtin_frames),
             "tracker only": tracker_only_articulated(head, exact, len(builtin_frames), size),
             "pipelined": run_pipeline(builtin_frames, size, face_head, face_emb, pipelined=True, paced=False,
                                       regressor=False),
             "pipelined, with mesh": run_pipeline(builtin_frames, size, face_head, face_emb, pipelined=True,
-                                                 paced=False, regressor=False, with_mesh=True)}
+                                                 paced=False, regressor=False, with_mesh=True),
+            "pipelined, tracking skipped": run_pipeline(builtin_frames, size, face_head, face_emb, pipelined=True,
+                                                        paced=False, regressor=False, tracker_type=FitOnceTracker)}
     print_table(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +298,7 @@ def main(argv=None) -> int:
 
 def print_table(report: dict) -> None:
     print(f"\n640x480 synthetic stream, {report['frames']} frames in memory; ms are per frame")
-    head = (f"{'model':<26} {'run':<20} {'fps':>6} {'landmarks p50':>13} {'tracker p50/p95/mean':>21} "
+    head = (f"{'model':<26} {'run':<28} {'fps':>6} {'landmarks p50':>13} {'tracker p50/p95/mean':>21} "
             f"{'total p50':>9} {'latency p50/p95':>16} {'dropped':>7}")
     print(head)
     print("-" * len(head))
@@ -292,7 +310,7 @@ def print_table(report: dict) -> None:
             fps = f"{r['fps']:.1f}" if "fps" in r else "-"
             lmk = f"{r['landmarks_ms_p50']:.1f}" if "landmarks_ms_p50" in r else "-"
             tot = f"{r['total_ms_p50']:.1f}" if "total_ms_p50" in r else "-"
-            print(f"{model:<26} {run:<20} {fps:>6} {lmk:>13} {trk:>21} {tot:>9} {lat:>16} {r.get('dropped', '-'):>7}")
+            print(f"{model:<26} {run:<28} {fps:>6} {lmk:>13} {trk:>21} {tot:>9} {lat:>16} {r.get('dropped', '-'):>7}")
     builtin = report["results"].get("builtin", {}).get("mediapipe_alone")  # the fixture tracks the same frames
     for model, runs in report["results"].items():
         if "mediapipe_alone" in runs:
@@ -303,7 +321,7 @@ def print_table(report: dict) -> None:
             ratio = runs["mediapipe, busy core"]["fps"] / reference["fps"]
             print(f"{model}: MediaPipe with a tracker process busy on the other core runs at {100 * ratio:.0f}% of "
                   f"its rate alone")
-        for run in ("pipelined", "pipelined, with mesh"):
+        for run in ("pipelined", "pipelined, with mesh", "pipelined, tracking skipped"):
             if run in runs and reference is not None:
                 ratio = runs[run]["fps"] / reference["fps"]
                 print(f"{model}: {run} engine runs at {100 * ratio:.0f}% of MediaPipe alone's rate (same run)")
