@@ -15,7 +15,9 @@ app's transport (``core.transport``) can play, pause, step and scrub a file.
 """
 from __future__ import annotations
 
+import bisect
 import re
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -150,9 +152,13 @@ class VideoFileSource(FrameSource):
     checked against the count of frames read after every read, and a seek through it is checked
     the same way after the frame is read. Where the two disagree (irregular timestamps) a seek
     decodes on from a position known to be right instead: the current one when the target lies
-    ahead, else the start. Short jumps ahead are decoded on (``grab``) rather than seeking (OpenCV's
-    seek decodes from the keyframe before the target). With :meth:`keep_recent` the most recently
-    read frames are kept, so stepping back costs nothing (the app's playback; off by default).
+    ahead, else the start. Jumps ahead are decoded on (``grab``) rather than seeking when they are
+    short or when no keyframe lies between (OpenCV's seek decodes from the keyframe before the
+    target, which is then at or before the capture's position; phone and stock videos often have
+    one keyframe every few seconds, some a single one). Where the keyframes are is read from the
+    file's packets, without decoding, in a background thread started at open
+    (:attr:`keyframe_packets`). With :meth:`keep_recent` the most recently read frames are kept, so
+    stepping back costs nothing (the app's playback; off by default).
     """
 
     seekable = True
@@ -186,6 +192,39 @@ class VideoFileSource(FrameSource):
         self._cache_max = 0
         self._frame_bytes = first.nbytes
         self.seeks = {"capture": 0, "grabbed": 0, "fallback": 0}  # how the capture was repositioned
+        self.keyframe_packets: list[int] | None = None  # packet (decode-order) indices of keyframes, once known
+        self._closing = False
+        self._keyframe_scan = threading.Thread(target=self._scan_keyframes, name="flamecam-keyframes", daemon=True)
+        self._keyframe_scan.start()
+
+    def _scan_keyframes(self) -> None:
+        """Fill :attr:`keyframe_packets` from the file's packets (demuxed, not decoded: a few ms per
+        thousand frames); it stays None where OpenCV's backend cannot tell."""
+        import cv2  # noqa: PLC0415
+
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+        try:
+            if not cap.isOpened():
+                return
+            keys, index = [], 0
+            while not self._closing and cap.grab():
+                if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
+                    keys.append(index)
+                index += 1
+            if not self._closing and keys:
+                self.keyframe_packets = keys
+        finally:
+            cap.release()
+
+    def _no_keyframe_before(self, index: int) -> bool:
+        """Whether no keyframe lies after the capture's next frame and at or before ``index`` (packet
+        order stands in for frame order: they differ by a few frames at most, which only makes a cost
+        estimate a little off). Unknown keyframes: False."""
+        keys = self.keyframe_packets
+        if keys is None:
+            return False
+        after = bisect.bisect_right(keys, self._cap_next)
+        return after == len(keys) or keys[after] > index
 
     def keep_recent(self, megabytes: float) -> None:
         """Keep up to ``megabytes`` of the most recently read frames for re-reading them without
@@ -248,7 +287,8 @@ class VideoFileSource(FrameSource):
         import cv2  # noqa: PLC0415
 
         ahead = index - self._cap_next
-        if 0 < ahead and (ahead <= self.GRAB_AHEAD_MAX or not self._numbering_trusted):
+        if 0 < ahead and (ahead <= self.GRAB_AHEAD_MAX or not self._numbering_trusted
+                          or self._no_keyframe_before(index)):
             self.seeks["grabbed"] += 1
             self._grab(ahead)
         elif self._numbering_trusted:
@@ -274,6 +314,8 @@ class VideoFileSource(FrameSource):
             yield frame
 
     def close(self) -> None:
+        self._closing = True
+        self._keyframe_scan.join(timeout=5.0)
         self._cap.release()
 
 

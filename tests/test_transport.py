@@ -111,6 +111,57 @@ def test_a_seek_that_lands_elsewhere_is_caught_and_served_exactly(clip):
         source.close()
 
 
+
+STOCK_VIDEO = REAL_VIDEO.with_name("stock_1280x720.mp4")  # H.264 with a single keyframe, at frame 0
+
+
+def keyframes_of(source: VideoFileSource) -> list[int] | None:
+    source._keyframe_scan.join(timeout=10.0)  # noqa: SLF001  (the background scan started at open)
+    return source.keyframe_packets
+
+
+def test_a_jump_ahead_with_no_keyframe_between_decodes_on(clip):
+    """OpenCV's seek decodes from the keyframe before the target: with one between the capture and a
+    target far ahead the source seeks; with none it decodes on (never more work). Either way the
+    frame is exact."""
+    frames = sequential_frames(clip)
+    source = VideoFileSource(clip)
+    try:
+        keys = keyframes_of(source)
+        assert keys is not None and keys[0] == 0 and len(keys) >= 5  # mp4v: a keyframe every dozen frames
+        source.read()
+        target = keys[3] + 2
+        assert target - 1 > VideoFileSource.GRAB_AHEAD_MAX
+        source.seek(target)
+        np.testing.assert_array_equal(source.read().rgb, frames[target].rgb)
+        assert source.seeks == {"capture": 1, "grabbed": 0, "fallback": 0}
+        source.keyframe_packets = [0]  # as if the file had no keyframe after its first frame
+        source.seek(target + 40)
+        np.testing.assert_array_equal(source.read().rgb, frames[target + 40].rgb)
+        assert source.seeks == {"capture": 1, "grabbed": 1, "fallback": 0}
+        source.seek(10)  # behind: only a seek gets there
+        np.testing.assert_array_equal(source.read().rgb, frames[10].rgb)
+        assert source.seeks == {"capture": 2, "grabbed": 1, "fallback": 0}
+    finally:
+        source.close()
+
+
+def test_a_real_video_with_one_keyframe_is_decoded_on_for_jumps_ahead():
+    if not STOCK_VIDEO.exists():
+        pytest.skip(f"{STOCK_VIDEO} is not here (the real clips live in ../shared/data/real)")
+    frames = sequential_frames(STOCK_VIDEO)
+    source = VideoFileSource(STOCK_VIDEO)
+    try:
+        assert keyframes_of(source) == [0]
+        for target in (40, 150, 260):
+            source.seek(target)
+            frame = source.read()
+            assert frame.index == target
+            np.testing.assert_array_equal(frame.rgb, frames[target].rgb)
+        assert source.seeks == {"capture": 0, "grabbed": 3, "fallback": 0}
+    finally:
+        source.close()
+
 def test_image_folder_seeks(tmp_path):
     for i in range(6):
         img = np.full((8, 10, 3), 40 * i, np.uint8)
