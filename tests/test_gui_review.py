@@ -190,6 +190,25 @@ def test_dropping_a_take_opens_it_and_start_tracks_again(app, qtbot, take):
     assert controller.frames_received >= 1 and not window.timeline.isVisibleTo(window)  # a camera: no timeline
 
 
+@pytest.mark.parametrize("size", [None, (800, 520)], ids=["default_size", "small"])
+def test_the_take_views_axis_titles_do_not_overlap(app, qtbot, take, size):
+    from tests.test_plots import text_overlaps
+
+    window, controller = app
+    path, _ = take
+    if size is not None:
+        window.resize(*size)
+    assert controller.open_take(str(path))
+    shown(qtbot, controller, 0)
+    plots = window.plots
+    qtbot.waitUntil(lambda: plots.redraws > 0 and not plots._dirty, timeout=5000)  # the take's series drawn
+    qtbot.wait(50)
+    assert not text_overlaps(plots), (window.size(), plots.graphics.size(), text_overlaps(plots))
+    if size is None:  # a new window's plots dock has its full height: whole titles, not the units alone
+        assert [plots.focal_plot.getAxis("left").title, plots.rho_plot.getAxis("left").title] == \
+            ["focal (px)", "ρ (1/m)"]
+
+
 # --- under Xvfb: the real GL overlay of a take, and the screenshot ----------------------------------
 
 

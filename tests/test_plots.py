@@ -1,6 +1,7 @@
 """The live plots' drawing helpers (pure numpy) and the widget's behaviour: decimation keeps peaks and
 the newest sample, the band shows ±σ, the "not yet observable" styling, steady y ranges, no redraw
-while hidden, pause shows the whole history; the readout label repaints without a re-layout."""
+while hidden, pause shows the whole history; axis titles and tick labels never run into each other;
+the readout label repaints without a re-layout."""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QEvent, QObject, Qt  # noqa: E402
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt  # noqa: E402
+from PySide6.QtGui import QPainter, QPicture  # noqa: E402
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget  # noqa: E402
 
 from ui.plots import (  # noqa: E402
@@ -84,6 +86,14 @@ def test_band_polygon_is_one_closed_outline_per_finite_run():
     np.testing.assert_allclose(second_y[:5], 600 + t[5:] + 5)  # along the upper edge
     np.testing.assert_allclose(second_y[5:], (600 + t[5:] - 5)[::-1])  # and back along the lower
     assert band_polygon(t[:1], t[:1], t[:1])[0].size == 0
+
+
+def test_nice_step_is_the_least_1_2_5_interval_not_below_its_argument():
+    from ui.plots import nice_step
+
+    for least, step in ((0.0445, 0.05), (0.05, 0.05), (0.051, 0.1), (1.2, 2.0), (3.0, 5.0), (7.0, 10.0),
+                        (0.0003, 0.0005), (250.0, 500.0)):
+        assert nice_step(least) == pytest.approx(step)
 
 
 def test_steady_range_changes_only_when_the_data_leave_or_shrink():
@@ -199,6 +209,84 @@ def test_pause_shows_the_whole_history_and_resume_the_window(plots):
     plots.set_paused(False)
     t, _ = plots.focal_curve.getData()
     assert t[0] > 50 and t[-1] == pytest.approx(60 + 29 / 30)
+
+
+# --- axis titles and tick labels -------------------------------------------------------------------
+
+
+def axis_texts(plots: LivePlots) -> tuple[list[tuple[str, str, QRectF, QRectF]], list[tuple[str, QRectF]]]:
+    """What the axes draw, in the graphics view's pixels: (titles, tick labels), each item named by its
+    axis ("rho.left"); a title as (axis, its text, the rectangle of its text without the text item's
+    margins, the axis' rectangle), a tick label as (axis, its rectangle)."""
+    to_view = plots.graphics.viewportTransform()
+    titles, ticks = [], []
+    for plot_name in ("focal", "rho", "rate"):
+        plot = getattr(plots, f"{plot_name}_plot")
+        for side in ("left", "right", "bottom"):
+            axis = plot.getAxis(side)
+            if not axis.isVisible():
+                continue
+            name = f"{plot_name}.{side}"
+            label = axis.label
+            if label.isVisible() and label.toPlainText().strip():
+                margin = label.document().documentMargin()
+                text_rect = label.boundingRect().adjusted(margin, margin, -margin, -margin)
+                titles.append((name, label.toPlainText(), to_view.mapRect(label.mapRectToScene(text_rect)),
+                               to_view.mapRect(axis.mapRectToScene(QRectF(0, 0, axis.width(), axis.height())))))
+            picture = QPicture()
+            painter = QPainter(picture)  # as AxisItem.paint lays out its tick labels
+            _, _, texts = axis.generateDrawSpecs(painter)
+            painter.end()
+            ticks += [(name, to_view.mapRect(axis.mapRectToScene(rect))) for rect, _, _ in texts]
+    return titles, ticks
+
+
+def text_overlaps(plots: LivePlots) -> list[str]:
+    """Every axis text that meets another (a title with a title or a tick label, two tick labels)
+    and every title that runs past its own axis (beside another plot) or out of the view."""
+    titles, ticks = axis_texts(plots)
+    view = QRectF(plots.graphics.viewport().rect())
+    found = []
+    for i, (name, text, rect, axis_rect) in enumerate(titles):
+        if not view.contains(rect):
+            found.append(f"title {text!r} of {name} leaves the view ({rect} outside {view})")
+        vertical = not name.endswith("bottom")
+        along, axis_along = ((rect.top(), rect.bottom()), (axis_rect.top(), axis_rect.bottom())) if vertical else \
+            ((rect.left(), rect.right()), (axis_rect.left(), axis_rect.right()))
+        if along[0] < axis_along[0] or along[1] > axis_along[1]:
+            found.append(f"title {text!r} of {name} runs past its axis ({along} beyond {axis_along})")
+        found += [f"title {text!r} of {name} overlaps title {other!r} of {other_name}"
+                  for other_name, other, other_rect, _ in titles[i + 1:] if rect.intersects(other_rect)]
+        found += [f"title {text!r} of {name} overlaps a tick label of {tick_name}"
+                  for tick_name, tick_rect in ticks if rect.intersects(tick_rect)]
+    for i, (name, rect) in enumerate(ticks):
+        found += [f"tick labels of {name} and {other_name} overlap"
+                  for other_name, other_rect in ticks[i + 1:] if rect.intersects(other_rect)]
+    return found
+
+
+@pytest.mark.parametrize("values", ["typical", "wide"])
+@pytest.mark.parametrize("height_px", [1, 300])  # 1: squeezed to the widget's minimum height
+def test_axis_titles_and_tick_labels_never_overlap(qtbot, values, height_px):
+    plots = LivePlots(window_s=20)
+    qtbot.addWidget(plots)
+    plots.resize(640, height_px)
+    plots.show()
+    qtbot.waitExposed(plots)
+    for i in range(600):
+        t = i / 30
+        if values == "typical":
+            plots.add_sample(t, 600 + 10 * math.sin(t), 40.0, "estimating", 2.3 + 0.05 * math.sin(t), 30.0, 45.0)
+        else:  # four- and five-digit values, a wide band, long latencies
+            plots.add_sample(t, 4000 + 900 * math.sin(t), 1500.0, "converged", 0.4 + 9 * (i % 50) / 50,
+                             240.0, 40.0 + 15000 * (i % 7 == 0))
+    assert plots.refresh()
+    qtbot.wait(20)
+    assert not text_overlaps(plots), (plots.graphics.size(), text_overlaps(plots))
+    titles = [plots.focal_plot.getAxis("left").title, plots.rate_plot.getAxis("bottom").title]
+    assert titles == (["focal (px)", "time (s)"] if height_px == 300 else ["px", "time (s)"])  # low: the unit
+    for plot in (plots.focal_plot, plots.rho_plot, plots.rate_plot):  # the titles give the units: no SI prefixes
+        assert all(plot.getAxis(side).autoSIPrefixScale == 1.0 for side in ("left", "right", "bottom"))
 
 
 # --- the readout label ---------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from ui.readout import ReadoutLabel
 from ui.stream_panel import StreamPanel
 from ui.timeline import TimelineBar, add_playback_menu, shortcuts_html
 
+PLOTS_DOCK_HEIGHT_PX = 340  # the plots dock's height until the user moves it (a saved layout keeps theirs)
 BANNER_STYLES = {
     "info": "background:#1f3a5f; color:#e8f0fe; border-radius:4px;",
     "warning": "background:#5c4400; color:#fef7e0; border-radius:4px;",
@@ -177,7 +178,7 @@ class MainWindow(QMainWindow):
         self.record_dock = self._dock("Record and stream", outputs, Qt.DockWidgetArea.RightDockWidgetArea)
         self.record_dock.setObjectName("dock_record")  # the name saved layouts know it by
         self.plots_dock = self._dock("Plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea, scroll=False)
-        self.resizeDocks([self.plots_dock], [340], Qt.Orientation.Vertical)
+        self._docks_placed = False  # the plots dock's first height: see showEvent
 
         for panel in (self.source_panel, self.model_panel, self.camera_panel):
             panel.changed.connect(self.sessionChanged.emit)
@@ -365,11 +366,19 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, (QByteArray, bytes)):
             self.restoreGeometry(geometry)
         if isinstance(state, (QByteArray, bytes)):
-            self.restoreState(state)
+            self._docks_placed = self.restoreState(state)
         self.plots.window_spin.setValue(float(s.value("plots/window_s", self.plots.window_s)))
         for panel in (self.source_panel, self.model_panel, self.camera_panel, self.overlay_panel, self.record_panel,
                       self.stream_panel, self.calibration_page):
             panel.restore_settings(s)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._docks_placed:
+            # Qt ignores resizeDocks before the window is first shown: the plots dock kept its least
+            # height, which leaves the three plots only their minimum (units alone as axis titles).
+            self._docks_placed = True
+            self.resizeDocks([self.plots_dock], [PLOTS_DOCK_HEIGHT_PX], Qt.Orientation.Vertical)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.aboutToClose.emit()

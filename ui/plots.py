@@ -17,6 +17,12 @@ paths in Python per redraw), y ranges that change only when the data leave them 
 third (:func:`steady_range`: no autoRange pass, no re-laid-out tick labels per redraw), axes of
 fixed width, 1-pixel pens (Qt's raster engine strokes wider lines as polygons) and a readout that
 does not re-lay out the window (:class:`ui.readout.ReadoutLabel`).
+
+The three plots are stacked in little height, so their axis texts are laid out by rules that hold
+for any data and any height the widget may get (:meth:`LivePlots._lay_out_axes`): each axis title
+fits beside its own plot (:class:`StackedPlotAxis`: the full title, or its unit alone when the plot
+is low), the axes are wide enough for the title beside the widest tick label the ranges produce, a
+tick label stays within its own plot, and the widget is never lower than the plots need for that.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from collections import deque
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from core.constants import FOCAL_STATES
@@ -42,7 +49,14 @@ POINTS_PER_PIXEL = 2  # decimation limit for the live view: min and max per pixe
 # superlinearly in its vertices (measured: 1200 -> 3.1 ms, 300 -> 0.27 ms, 150 -> 0.09 ms per fill).
 BAND_PX_PER_BUCKET = 8
 PAUSED_MAX_POINTS = 12000  # the whole history when paused (zoomable), decimated beyond this
-AXIS_WIDTH_PX = 62  # left and right axes: fixed, so changing tick labels never re-lay out the plots
+# Left and right axes have one fixed width (changing tick labels never re-lay out the plots; the
+# stacked plots' x axes stay aligned), computed from the font for a tick label as wide as this one:
+# steady_range's least span (2% of the value) gives at most three decimals or five digits.
+WIDEST_TICK_LABEL = "-0.000"
+TITLE_GAP_PX = 2  # between an axis title and the tick labels beside it
+ROW_SPACING_PX = 6  # between the stacked plots; a tick label may reach half of it past its plot
+TICK_LABELS_PER_ROW = 2  # a plot is at least this many tick labels high (the window's least height)
+TICK_LABEL_PITCH = 1.25  # least distance between major tick labels of a vertical axis, in label heights
 
 
 class RollingSeries:
@@ -186,6 +200,97 @@ def steady_range(current: tuple[float, float] | None, lo: float, hi: float, pad:
     return mid - half, mid + half
 
 
+def nice_step(least: float) -> float:
+    """The smallest tick interval of the form 1, 2 or 5 × 10^k that is at least ``least`` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(least))
+    for factor in (1.0, 2.0, 5.0, 10.0):
+        if factor * power >= least * (1 - 1e-9):
+            return factor * power
+    return 10.0 * power
+
+
+class StackedPlotAxis(pg.AxisItem):
+    """An axis of a low plot stacked with others: the first of its titles (longest first, e.g.
+    "focal (px)", then "px") that fits along it, none if none fits; on a vertical axis, major tick
+    labels at least TICK_LABEL_PITCH label heights apart.
+
+    pyqtgraph centres a title on its axis and draws it whole however short the axis is, so the title
+    of a low plot reached into the plots above and below it; and it labels two to about six major
+    ticks whatever the axis' length, so in a low plot they were printed over each other. The title
+    is chosen again when the axis is resized, not when the plot is redrawn. The titles carry their
+    units, so no SI prefix (pyqtgraph would scale the values of a unitless axis by 1000 when its
+    range ends just below 1, as an empty plot's does).
+    """
+
+    def __init__(self, orientation: str, titles: tuple[str, ...] = (), **kwargs):
+        self._titles: tuple[str, ...] = ()
+        self._title: str | None = None
+        super().__init__(orientation, **kwargs)
+        self.setSIPrefixEnableRanges(())
+        self.set_titles(*titles)
+
+    @property
+    def title(self) -> str:
+        """The title shown ("" for none)."""
+        return self._title or ""
+
+    @property
+    def titles(self) -> tuple[str, ...]:
+        return self._titles
+
+    @property
+    def vertical(self) -> bool:
+        return self.orientation in ("left", "right")
+
+    def set_titles(self, *titles: str) -> None:
+        self._titles = titles
+        self._title = None
+        self._fit_title()
+
+    def title_length_px(self, text: str) -> float:
+        """Length of the title ``text`` along the axis, with the text item's margins."""
+        return QFontMetricsF(self.label.font()).horizontalAdvance(text) + 2 * self.label.document().documentMargin()
+
+    def title_depth_px(self) -> float:
+        """Room the title takes across the axis, with the text item's margins."""
+        return QFontMetricsF(self.label.font()).height() + 2 * self.label.document().documentMargin()
+
+    def _fit_title(self) -> None:
+        if not self._titles:  # pyqtgraph's own title (none) while no titles are given
+            return
+        room_px = self.size().height() if self.vertical else self.size().width()
+        title = next((text for text in self._titles if self.title_length_px(text) <= room_px), "")
+        if title == self._title:
+            return
+        self._title = title
+        if title:
+            self.setLabel(title, siPrefixEnableRanges=())  # without, it would bring the prefixes back
+        else:
+            self.showLabel(False)
+
+    def labelString(self) -> str:  # noqa: N802
+        # The titles carry their units; pyqtgraph's string would end in a space (its empty units).
+        style = ";".join(f"{key}: {value}" for key, value in self.labelStyle.items())
+        return f"<span style='{style}'>{html.escape(self.labelText)}</span>"
+
+    def resizeEvent(self, ev=None) -> None:  # noqa: N802
+        self._fit_title()
+        super().resizeEvent(ev)  # places the title shown
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float):  # noqa: N802, N803
+        levels = super().tickSpacing(minVal, maxVal, size)
+        if not self.vertical or not levels or self._tickSpacing is not None or size <= 0:
+            return levels
+        label_px = QFontMetricsF(self.style["tickFont"] or self.label.font()).height()
+        least = TICK_LABEL_PITCH * label_px * abs(maxVal - minVal) / size
+        if levels[0][0] >= least:
+            return levels
+        # Lower levels are labelled only where pyqtgraph finds room (its textFillLimits).
+        major = nice_step(least)
+        mantissa = round(major / 10.0 ** math.floor(math.log10(major)))  # 1, 2 or 5
+        return [(major, 0), (major / (2 if mantissa == 2 else 5), 0)]
+
+
 def _finite_bounds(*arrays: np.ndarray) -> tuple[float, float]:
     values = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.empty(0)
     if not values.size:
@@ -230,17 +335,17 @@ class LivePlots(QWidget):
 
         # One graphics view holds the three plots: one paint per redraw instead of three.
         self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setMinimumHeight(150)
         self.graphics.ci.setContentsMargins(2, 2, 2, 2)
-        self.graphics.ci.setSpacing(6)
-        self.focal_plot = self._plot(0, "focal", "px")  # short: the three plots share ~250 px of height
-        self.rho_plot = self._plot(1, "ρ", "1/m")
-        self.rate_plot = self._plot(2, "fps", "1/s")
+        self.graphics.ci.setSpacing(ROW_SPACING_PX)
+        # Short titles, then the unit alone: the three plots share ~150-300 px of height.
+        self.focal_plot = self._plot(0, "focal (px)", "px")
+        self.rho_plot = self._plot(1, "ρ (1/m)", "1/m")
+        self.rate_plot = self._plot(2, "fps (1/s)", "fps")
         for plot in (self.rho_plot, self.rate_plot):
             plot.setXLink(self.focal_plot)
         for plot in (self.focal_plot, self.rho_plot):  # one time axis, at the bottom
             plot.hideAxis("bottom")
-        self.rate_plot.setLabel("bottom", "time", "s")
+        self.rate_plot.getAxis("bottom").set_titles("time (s)")
         for plot in (self.focal_plot, self.rho_plot, self.rate_plot):
             for name in ("left", "bottom", "right"):  # with it, every range change re-typesets the axis title
                 plot.getAxis(name).enableAutoSIPrefix(False)
@@ -256,12 +361,11 @@ class LivePlots(QWidget):
         self.fps_curve = self._curve(self.rate_plot, "#34a853", "fps")
         # Latency on its own right-hand axis (milliseconds), sharing the time axis.
         self.rate_plot.showAxis("right")
-        self.rate_plot.setLabel("right", "latency", "ms")
-        self.rate_plot.getAxis("right").setWidth(AXIS_WIDTH_PX)
-        for plot in (self.focal_plot, self.rho_plot):  # the same width on the right keeps the x axes aligned
+        self.rate_plot.getAxis("right").set_titles("latency (ms)", "ms")
+        for plot in (self.focal_plot, self.rho_plot):  # a right axis too keeps the x axes aligned
             plot.showAxis("right", show=True)
             plot.getAxis("right").setStyle(showValues=False)
-            plot.getAxis("right").setWidth(AXIS_WIDTH_PX)
+        self._lay_out_axes()
         self.latency_box = pg.ViewBox(enableMenu=False)
         self.latency_box.setMouseEnabled(x=False, y=False)
         self.rate_plot.scene().addItem(self.latency_box)
@@ -278,16 +382,47 @@ class LivePlots(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.graphics, 1)
 
-    def _plot(self, row: int, title: str, units: str) -> pg.PlotItem:
-        plot = self.graphics.addPlot(row=row, col=0)
-        plot.setLabel("left", title, units)
+    def _plot(self, row: int, *titles: str) -> pg.PlotItem:
+        axes = {"left": StackedPlotAxis("left", titles), "right": StackedPlotAxis("right"),
+                "bottom": StackedPlotAxis("bottom")}
+        plot = self.graphics.addPlot(row=row, col=0, axisItems=axes)
         # No grid: on a software-rendered desktop the grid lines double the cost of each redraw.
-        plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        plot.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=2)  # one row: a low plot would cut a second
         plot.disableAutoRange()  # ranges are set by refresh() (steady_range); autoRange re-scans all items
         plot.setMenuEnabled(False)
-        plot.getAxis("left").setWidth(AXIS_WIDTH_PX)
         plot.setMouseEnabled(x=True, y=True)
         return plot
+
+    def _lay_out_axes(self) -> None:
+        """Size the axes and the plots so that no axis text runs into another, whatever the data.
+
+        Width: pyqtgraph puts a left title at the axis' outer edge and a right one at its outer edge
+        too, the tick labels against the plot; the axis holds both side by side. Height: each plot is
+        at least as high as its shortest titles and TICK_LABELS_PER_ROW tick labels, and the widget
+        at least as high as the three plots then are (pyqtgraph's view does not grow with its
+        layout's minimum: it would cut the plots off). Tick labels may reach only half the row
+        spacing past their plot (pyqtgraph lets them reach 15 px, into the neighbour's labels).
+        """
+        plots = (self.focal_plot, self.rho_plot, self.rate_plot)
+        metrics = QFontMetricsF(self.graphics.font())
+        style = self.rate_plot.getAxis("left").style
+        nudge_px = 5  # pyqtgraph's shift of a vertical title outward, past the axis' edge
+        title_px = self.rate_plot.getAxis("left").title_depth_px() - nudge_px
+        tick_text_px = max(0, style["tickLength"]) + style["tickTextOffset"][0] + \
+            metrics.horizontalAdvance(WIDEST_TICK_LABEL)
+        # One width for every axis keeps the stacked plots' x axes aligned.
+        width_px = math.ceil(title_px + TITLE_GAP_PX + tick_text_px)
+        tick_rows_px = TICK_LABELS_PER_ROW * metrics.height()
+        for plot in plots:
+            axes = [plot.getAxis(side) for side in ("left", "right")]
+            shortest_px = [min(axis.title_length_px(text) for text in axis.titles) for axis in axes if axis.titles]
+            for axis in axes:
+                axis.setWidth(width_px)
+                axis.setMinimumHeight(math.ceil(max([tick_rows_px, *shortest_px])))
+                axis.setStyle(hideOverlappingLabels=ROW_SPACING_PX // 2)
+        grid = self.graphics.ci.layout
+        grid.invalidate()  # its size hints are cached from before the axes' minimum heights
+        self.graphics.setMinimumHeight(math.ceil(grid.effectiveSizeHint(Qt.SizeHint.MinimumSize).height()))
 
     @staticmethod
     def _curve(plot: pg.PlotItem, colour: str, name: str, style=Qt.PenStyle.SolidLine) -> pg.PlotDataItem:
