@@ -156,8 +156,8 @@ class VideoFileSource(FrameSource):
     short or when no keyframe lies between (OpenCV's seek decodes from the keyframe before the
     target, which is then at or before the capture's position; phone and stock videos often have
     one keyframe every few seconds, some a single one). Where the keyframes are is read from the
-    file's packets, without decoding, in a background thread started at open
-    (:attr:`keyframe_packets`). With :meth:`keep_recent` the most recently read frames are kept, so
+    file's packets, without decoding, in a background thread started at the first seek
+    (:attr:`keyframe_packets`; a file read straight through never needs them). With :meth:`keep_recent` the most recently read frames are kept, so
     stepping back costs nothing (the app's playback; off by default).
     """
 
@@ -194,8 +194,15 @@ class VideoFileSource(FrameSource):
         self.seeks = {"capture": 0, "grabbed": 0, "fallback": 0}  # how the capture was repositioned
         self.keyframe_packets: list[int] | None = None  # packet (decode-order) indices of keyframes, once known
         self._closing = False
-        self._keyframe_scan = threading.Thread(target=self._scan_keyframes, name="flamecam-keyframes", daemon=True)
-        self._keyframe_scan.start()
+        self._keyframe_scan: threading.Thread | None = None
+
+    def find_keyframes(self) -> threading.Thread:
+        """Start reading where the keyframes are (once; :meth:`seek` does it), in a background thread."""
+        if self._keyframe_scan is None:
+            self._keyframe_scan = threading.Thread(target=self._scan_keyframes, name="flamecam-keyframes",
+                                                   daemon=True)
+            self._keyframe_scan.start()
+        return self._keyframe_scan
 
     def _scan_keyframes(self) -> None:
         """Fill :attr:`keyframe_packets` from the file's packets (demuxed, not decoded: a few ms per
@@ -251,6 +258,7 @@ class VideoFileSource(FrameSource):
         if self.num_frames is not None:
             index = min(index, self.num_frames)
         self.position = index
+        self.find_keyframes()
 
     def skip(self, count: int) -> None:
         """Pass over ``count`` frames (decoded, not converted: cheaper than reading them)."""
@@ -315,7 +323,8 @@ class VideoFileSource(FrameSource):
 
     def close(self) -> None:
         self._closing = True
-        self._keyframe_scan.join(timeout=5.0)
+        if self._keyframe_scan is not None:
+            self._keyframe_scan.join(timeout=5.0)
         self._cap.release()
 
 

@@ -116,7 +116,7 @@ STOCK_VIDEO = REAL_VIDEO.with_name("stock_1280x720.mp4")  # H.264 with a single 
 
 
 def keyframes_of(source: VideoFileSource) -> list[int] | None:
-    source._keyframe_scan.join(timeout=10.0)  # noqa: SLF001  (the background scan started at open)
+    source.find_keyframes().join(timeout=10.0)  # what the first seek starts in the background
     return source.keyframe_packets
 
 
@@ -127,9 +127,10 @@ def test_a_jump_ahead_with_no_keyframe_between_decodes_on(clip):
     frames = sequential_frames(clip)
     source = VideoFileSource(clip)
     try:
+        source.read()
+        assert source._keyframe_scan is None  # noqa: SLF001  (read straight through: no scan)
         keys = keyframes_of(source)
         assert keys is not None and keys[0] == 0 and len(keys) >= 5  # mp4v: a keyframe every dozen frames
-        source.read()
         target = keys[3] + 2
         assert target - 1 > VideoFileSource.GRAB_AHEAD_MAX
         source.seek(target)
