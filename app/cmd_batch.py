@@ -110,13 +110,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from app.cmd_track import session_options  # noqa: PLC0415
+    from app.cmd_track import session_options, tracking_arguments_problem  # noqa: PLC0415
     from core import batch  # noqa: PLC0415
     from core.intrinsics import check_fixed_focal  # noqa: PLC0415
 
     started = time.perf_counter()
-    if args.max_frames is not None and args.max_frames < 1:
-        return _error(f"--max-frames {args.max_frames}: must be at least 1")
+    problem = tracking_arguments_problem(args)
+    if problem:
+        return _error(problem)
     if args.workers is not None and args.workers < 1:
         return _error(f"--workers {args.workers}: must be at least 1")
     if args.retries < 0 or args.cpus_per_task <= 0:

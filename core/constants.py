@@ -20,3 +20,6 @@ FOCAL_STATES: tuple[str, ...] = ("fixed", "not_observable", "estimating", "conve
 TRACKING_STATES: tuple[str, ...] = ("tracking", "lost", "reacquired", "no_face", "other_faces")
 # States whose frames carry a fitted pose (the others have NaN pose fields).
 POSED_STATES: tuple[str, ...] = ("tracking", "reacquired")
+# Faces MediaPipe looks for by default: enough for a small group, so the tracked person is chosen
+# among the people in view (core.segments); 1 suits footage of one person (see LandmarkerOptions).
+DEFAULT_MAX_FACES = 5

@@ -23,7 +23,8 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core.constants import NUM_BLENDSHAPES, NUM_LANDMARKS, NUM_SURFACE_LANDMARKS  # noqa: F401  (re-exported)
+from core.constants import DEFAULT_MAX_FACES, NUM_BLENDSHAPES, NUM_LANDMARKS  # noqa: F401  (re-exported)
+from core.constants import NUM_SURFACE_LANDMARKS  # noqa: F401  (re-exported)
 
 # MediaPipe's blendshape categories, in the order the model outputs them.
 MEDIAPIPE_BLENDSHAPE_NAMES = (
@@ -119,7 +120,7 @@ class LandmarkerOptions:
     # view (core.segments). MediaPipe runs the landmark model once per face found, and its face
     # detector on every frame while it tracks fewer faces than this: with one face in view that is
     # ~20 % more of its CPU than with 1 (measured on 2 cores: 6.0-6.5 against 4.8-5.3 ms per frame).
-    max_faces: int = 5
+    max_faces: int = DEFAULT_MAX_FACES
     select: Literal["largest", "centre"] = "largest"
     min_detection_confidence: float = 0.5
     min_presence_confidence: float = 0.5

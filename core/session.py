@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from core.constants import DEFAULT_MAX_FACES
+
 COARSE_NOTICE = ("note: using the built-in head model, a coarse fallback made from MediaPipe's canonical face "
                  "mesh; FLAME is recommended (--model generic_model.pkl; free for research at "
                  "https://flame.is.tue.mpg.de).")
@@ -42,6 +44,7 @@ class SessionOptions:
     use_metadata: bool = True  # photo/video focal-length metadata as the focal prior
     regressor: str = "auto"  # auto: the model's trained regressor if any (core.regressor lookup) | none | a .onnx path
     face: str = "largest"  # which face to track when several are in view: largest | centre
+    max_faces: int = DEFAULT_MAX_FACES  # faces MediaPipe looks for (1: footage of one person, less CPU)
     # Render the synthetic source in a child process (the app: ModernGL holds the GIL while it renders).
     synthetic_in_subprocess: bool = False
 
@@ -308,7 +311,8 @@ def build_session(options: SessionOptions, log: Callable[[str], None] = print, s
         close_quietly(source)
         raise
     set_tracker_threads()  # after the one-off embedding work, which may use every core
-    landmarker = LandmarkerOptions(model_path=options.landmarker, running_mode="video", select=options.face)
+    landmarker = LandmarkerOptions(model_path=options.landmarker, running_mode="video", select=options.face,
+                                   max_faces=options.max_faces)
     pipeline = TrackingPipeline(source, tracker, landmarker, prior_fn=regressor_prior, pipelined=pipelined,
                                 max_frames=options.max_frames, stop=stop, undistort=plan.undistorter(),
                                 with_mesh=with_mesh)

@@ -417,3 +417,29 @@ def test_a_look_is_all_the_segmenter_decides_from():
     assert look_on.thumb is not None and look_off.thumb is None and look_off.features == ()
     decision = on.update(look_on, 0.0, 0)
     assert decision.face is None and decision.start.kind == "start"
+
+
+def test_with_max_faces_1_mediapipe_looks_for_one_face_among_two_people():
+    """``--max-faces 1`` (footage of one person) reaches MediaPipe through the session: with two people
+    in view the engine then sees and tracks one face; by default it sees both."""
+    import argparse
+
+    from app.cmd_track import add_tracking_arguments, session_options
+
+    parser = argparse.ArgumentParser()
+    add_tracking_arguments(parser)
+    parser.add_argument("source")
+    assert session_options(parser.parse_args(["x.mp4", "--max-faces", "1"])).max_faces == 1
+    assert session_options(parser.parse_args(["x.mp4"])).max_faces == 5
+    left = synthetic_frames(8, seed=1, still=0, **SIZE)
+    right = synthetic_frames(8, seed=3, still=0, background="random", **SIZE)
+    frames = []
+    for i in range(8):
+        canvas = np.full((360, 640, 3), 90, np.uint8)
+        paste(canvas, _crop(left[i]), (170, 180), 240)
+        paste(canvas, _crop(right[i]), (470, 180), 200)
+        frames.append(canvas)
+    both, one = track_frames(frames, 30), track_frames(frames, 30, max_faces=1)
+    assert [r.landmarks.num_faces for r in both] == [2] * 8
+    assert [r.landmarks.num_faces for r in one] == [1] * 8
+    assert all(r.track.tracking_state in ("tracking", "reacquired") for r in one[1:])

@@ -307,11 +307,13 @@ def _bad_case(name: str, tmp: Path) -> tuple[list[str], str]:
         return [src, "--focal", "abc"], "--focal"
     if name == "max_frames_0":
         return [src, "--max-frames", "0"], "--max-frames"
+    if name == "max_faces_0":
+        return [src, "--max-faces", "0"], "--max-faces"
     raise AssertionError(name)
 
 
 @pytest.mark.parametrize("case", ["missing_file", "empty_folder", "text_as_mp4", "random_npz", "pkl_list",
-                                  "missing_model", "focal_abc", "max_frames_0"])
+                                  "missing_model", "focal_abc", "max_frames_0", "max_faces_0"])
 def test_track_bad_input(case, tmp_path, capsys):
     args, phrase = _bad_case(case, tmp_path)
     out = tmp_path / "out.fcrec"
