@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 
 from app.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, cli_error
+from core.constants import DEFAULT_MAX_FACES
 
 MAX_FACES_LIMIT = 20  # --max-faces: MediaPipe runs its landmark model once per face it finds
 
@@ -44,10 +45,10 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedding", metavar="PATH", help="landmark embedding .npz (default: computed and cached)")
     parser.add_argument("--face", choices=("largest", "centre"), default="largest",
                         help="which face to track when several are in view (default: the largest)")
-    parser.add_argument("--max-faces", type=int, default=5, metavar="N",
-                        help="faces MediaPipe looks for (default 5, so the tracked person is chosen among everyone in "
-                             "view); 1 for footage of one person: its face detector then runs only when the face is "
-                             "lost, about 20%% less of its CPU")
+    parser.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, metavar="N",
+                        help=f"faces MediaPipe looks for (default {DEFAULT_MAX_FACES}, so the tracked person is chosen "
+                             "among everyone in view); 1 for footage of one person: its face detector then runs only "
+                             "when the face is lost, about 20%% less of its CPU")
     parser.add_argument("--device", default="cpu", help="torch device for the tracker (cpu, cuda)")
     parser.add_argument("--regressor", default="auto", metavar="auto|none|PATH",
                         help="per-frame regressor (init, re-acquisition, focal prior): 'auto' finds the model's trained "
