@@ -157,8 +157,9 @@ class VideoFileSource(FrameSource):
     target, which is then at or before the capture's position; phone and stock videos often have
     one keyframe every few seconds, some a single one). Where the keyframes are is read from the
     file's packets, without decoding, in a background thread started at the first seek
-    (:attr:`keyframe_packets`; a file read straight through never needs them). With :meth:`keep_recent` the most recently read frames are kept, so
-    stepping back costs nothing (the app's playback; off by default).
+    (:attr:`keyframe_packets`; a file read straight through never needs them). With
+    :meth:`keep_recent` the most recently read frames are kept, so stepping back costs nothing (the
+    app's playback; off by default).
     """
 
     seekable = True
