@@ -117,18 +117,27 @@ def test_a_seek_in_the_app_is_no_new_person_but_a_cut_across_it_still_is(two_sho
     assert _segment_kinds(shots, shot_results, seek_at=40) == [(0, "start"), (40, "scene_cut")]
 
 
-def test_the_person_is_followed_not_re_picked_when_another_face_grows():
-    """Two people; the left one is larger at the start (--face largest picks it), then the right one
-    grows larger: tracking stays on the left one."""
-    n = 40
+def two_people(left_px: list[int], right_px: list[int]) -> list[np.ndarray]:
+    """640x360 frames of two synthetic people side by side (centres at x 170 and 470), each frame's
+    heads pasted ``left_px[i]`` and ``right_px[i]`` wide."""
+    n = len(left_px)
     left = synthetic_frames(n, seed=1, still=0, **SIZE)
     right = synthetic_frames(n, seed=3, still=0, background="random", **SIZE)
     frames = []
     for i in range(n):
         canvas = np.full((360, 640, 3), 90, np.uint8)
-        paste(canvas, _crop(left[i]), (170, 180), int(260 - 100 * i / (n - 1)))
-        paste(canvas, _crop(right[i]), (470, 180), int(160 + 100 * i / (n - 1)))
+        paste(canvas, _crop(left[i]), (170, 180), left_px[i])
+        paste(canvas, _crop(right[i]), (470, 180), right_px[i])
         frames.append(canvas)
+    return frames
+
+
+def test_the_person_is_followed_not_re_picked_when_another_face_grows():
+    """Two people; the left one is larger at the start (--face largest picks it), then the right one
+    grows larger: tracking stays on the left one."""
+    n = 40
+    growth = [100 * i / (n - 1) for i in range(n)]
+    frames = two_people([int(260 - g) for g in growth], [int(160 + g) for g in growth])
     results = track_frames(frames, 30)
     assert all(r.landmarks.num_faces == 2 for r in results)
     sizes = [sorted([r.landmarks.face.box_px[2], r.landmarks.others[0].box_px[2]]) for r in results]
@@ -431,14 +440,7 @@ def test_with_max_faces_1_mediapipe_looks_for_one_face_among_two_people():
     parser.add_argument("source")
     assert session_options(parser.parse_args(["x.mp4", "--max-faces", "1"])).max_faces == 1
     assert session_options(parser.parse_args(["x.mp4"])).max_faces == 5
-    left = synthetic_frames(8, seed=1, still=0, **SIZE)
-    right = synthetic_frames(8, seed=3, still=0, background="random", **SIZE)
-    frames = []
-    for i in range(8):
-        canvas = np.full((360, 640, 3), 90, np.uint8)
-        paste(canvas, _crop(left[i]), (170, 180), 240)
-        paste(canvas, _crop(right[i]), (470, 180), 200)
-        frames.append(canvas)
+    frames = two_people([240] * 8, [200] * 8)
     both, one = track_frames(frames, 30), track_frames(frames, 30, max_faces=1)
     assert [r.landmarks.num_faces for r in both] == [2] * 8
     assert [r.landmarks.num_faces for r in one] == [1] * 8
